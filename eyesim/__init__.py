@@ -1,0 +1,1 @@
+"""eyesim: energy estimates of CNNs on row-stationary spatial accelerators."""

@@ -1,0 +1,99 @@
+"""Workload: what is computed. Layer shapes (DESIGN.md notation) imported from a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eyesim.errors import EyesimError
+
+SHAPE_KEYS = ("N", "G", "C", "M", "H", "W", "R", "S", "E", "F", "U", "Uw", "Dh", "Dw")
+
+
+def out_size(size: int, filt: int, stride: int, dilation: int) -> int:
+    """Output extent of a convolution over a padded input of ``size``."""
+    return (size - dilation * (filt - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer with MACs, as a (grouped, strided, dilated) convolution.
+
+    C and M are per group; H and W are after padding; U/Uw are the vertical/horizontal
+    strides and Dh/Dw the dilations. A fully connected layer is a convolution whose filter
+    covers its whole input (E = F = 1).
+    """
+
+    name: str
+    op: str
+    N: int
+    G: int
+    C: int
+    M: int
+    H: int
+    W: int
+    R: int
+    S: int
+    E: int
+    F: int
+    U: int = 1
+    Uw: int = 1
+    Dh: int = 1
+    Dw: int = 1
+
+    def __post_init__(self) -> None:
+        for key in SHAPE_KEYS:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise EyesimError(f"layer {self.name!r}: {key} must be a positive integer, got {value!r}")
+        if self.E != out_size(self.H, self.R, self.U, self.Dh):
+            raise EyesimError(f"layer {self.name!r}: E={self.E} does not follow from H={self.H}, R={self.R}, U={self.U}")
+        if self.F != out_size(self.W, self.S, self.Uw, self.Dw):
+            raise EyesimError(f"layer {self.name!r}: F={self.F} does not follow from W={self.W}, S={self.S}, Uw={self.Uw}")
+
+    @property
+    def shape(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in SHAPE_KEYS}
+
+    @property
+    def macs(self) -> int:
+        return self.N * self.G * self.M * self.C * self.E * self.F * self.R * self.S
+
+    @property
+    def n_weights(self) -> int:
+        return self.G * self.M * self.C * self.R * self.S
+
+    @property
+    def n_ifmap(self) -> int:
+        return self.N * self.G * self.C * self.H * self.W
+
+    @property
+    def n_ofmap(self) -> int:
+        return self.N * self.G * self.M * self.E * self.F
+
+    def with_batch(self, batch: int) -> Layer:
+        return Layer(**{**self.__dict__, "N": batch})
+
+
+@dataclass(frozen=True)
+class NotModelled:
+    """An op without MACs that the papers' method does not charge; listed, never dropped."""
+
+    name: str
+    op: str
+    reason: str = "no MACs"  # e.g. "no MACs", "folded into conv1"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model's layers with MACs, in graph order, and the ops that are listed but not charged."""
+
+    model: str
+    batch: int
+    layers: tuple[Layer, ...]
+    not_modelled: tuple[NotModelled, ...] = field(default_factory=tuple)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise EyesimError(f"model {self.model!r} has no layer named {name!r}")
