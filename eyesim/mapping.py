@@ -1,0 +1,88 @@
+"""Mapping: how a layer is laid onto the RS array. The (m, n, e, p, q, r, t) spec, its legality, pinned files."""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from eyesim import dataflow as df
+from eyesim.errors import EyesimError
+
+CONSTRAINTS = {
+    df.BAD_N: "n <= N (batch items per pass)",
+    df.BAD_E: "e <= E (ofmap rows per strip)",
+    df.BAD_QR: "q*r <= C (input channels per pass)",
+    df.BAD_PT: "p*t <= m <= M (filters per pass and per GLB psum chunk)",
+    df.BAD_M_MULTIPLE: "m is a multiple of p*t, or m = M",
+    df.BAD_RF_FILTER: "filter scratchpad: p*q*S weights fit",
+    df.BAD_RF_IFMAP: "ifmap scratchpad: q*S ifmap values fit",
+    df.BAD_RF_PSUM: "psum scratchpad: p psums fit",
+    df.BAD_RF_UNIFIED: "unified RF: p*q*S weights + q*S ifmap values + p psums fit",
+    df.BAD_ARRAY: "array: r*t PE sets of R x e fit on the rows x cols array",
+    df.BAD_GLB: "GLB: n*m*e*F psums + n*q*r*(strip rows)*(used cols) ifmap values fit",
+}
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """RS mapping parameters (DESIGN §4): m, n, e, p, q, r, t, all positive integers."""
+
+    m: int
+    n: int
+    e: int
+    p: int
+    q: int
+    r: int
+    t: int
+
+    def __post_init__(self) -> None:
+        for key in df.MAPPING_KEYS:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise EyesimError(f"mapping {key} must be a positive integer, got {value!r}")
+
+    def vector(self) -> np.ndarray:
+        return np.array(astuple(self), dtype=np.int64)
+
+    @classmethod
+    def from_vector(cls, vec: np.ndarray) -> Mapping:
+        return cls(*(int(v) for v in vec))
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(zip(df.MAPPING_KEYS, astuple(self), strict=True))
+
+
+def violation(code: int) -> str:
+    return CONSTRAINTS[int(code)]
+
+
+def load_mapping_file(path: str | Path) -> dict[str, Mapping]:
+    """Read a pinned-mapping YAML file: ``layer name: {m: .., n: .., e: .., p: .., q: .., r: .., t: ..}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise EyesimError(f"{path}: mapping file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise EyesimError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(data, dict) or not data:
+        raise EyesimError(f"{path}: expected a mapping of layer names to {{m, n, e, p, q, r, t}}")
+    return {str(name): _parse_entry(path, str(name), entry) for name, entry in data.items()}
+
+
+def _parse_entry(path: Path, name: str, entry: object) -> Mapping:
+    if not isinstance(entry, dict):
+        raise EyesimError(f"{path}: {name}: expected {{m, n, e, p, q, r, t}}, got {entry!r}")
+    keys = set(map(str, entry))
+    missing = [k for k in df.MAPPING_KEYS if k not in keys]
+    unknown = sorted(keys - set(df.MAPPING_KEYS))
+    if missing or unknown:
+        what = f"missing {', '.join(missing)}" if missing else f"unknown key {', '.join(unknown)}"
+        raise EyesimError(f"{path}: {name}: {what} (a mapping needs exactly m, n, e, p, q, r, t)")
+    try:
+        return Mapping(**{k: entry[k] for k in df.MAPPING_KEYS})
+    except EyesimError as err:
+        raise EyesimError(f"{path}: {name}: {err}") from None

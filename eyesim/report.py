@@ -1,0 +1,73 @@
+"""Report: the result as a terminal table (energies in millions of normalized units)."""
+
+from __future__ import annotations
+
+from eyesim.model import ENERGY_LEVELS, ENERGY_TYPES
+from eyesim.result import LayerResult, Result
+
+SCALE = 1e6
+LEVEL_HEAD = ("DRAM", "GLB", "array", "RF", "MAC")
+TYPE_HEAD = ("weights", "ifmap", "ofmap", "comp")
+
+
+def _shape(lr: LayerResult) -> str:
+    s = lr.layer
+    text = f"{s.C}x{s.H}x{s.W}>{s.M}x{s.E}x{s.F} k{s.R}x{s.S}"
+    if s.U > 1 or s.Uw > 1:
+        text += f"/{s.U}" if s.U == s.Uw else f"/{s.U}x{s.Uw}"
+    return text + (f" g{s.G}" if s.G > 1 else "")
+
+
+def _mapping(lr: LayerResult) -> str:
+    return " ".join(str(v) for v in lr.mapping.as_dict().values()) + ("*" if lr.pinned else "")
+
+
+def _energy_cells(by_level: dict, by_type: dict, total: float) -> list[str]:
+    values = [by_level[k] for k in ENERGY_LEVELS] + [by_type[k] for k in ENERGY_TYPES] + [total]
+    return [f"{v / SCALE:,.1f}" for v in values]
+
+
+def table(result: Result) -> str:
+    """A fixed-width table, one row per layer and a TOTAL row, units in the header."""
+    head = ["layer", "op", "shape C*H*W>M*E*F kRxS/U gG", "MACs [M]", "m n e p q r t", "PEs",
+            *LEVEL_HEAD, *TYPE_HEAD, "total"]
+    rows = []
+    for lr in result.layers:
+        e = lr.energy
+        rows.append([lr.layer.name, lr.layer.op, _shape(lr), f"{e.macs / 1e6:,.1f}", _mapping(lr), str(lr.active_pes),
+                     *_energy_cells(e.by_level, e.by_type, e.total)])
+    tot = result.total()
+    rows.append(["TOTAL", "", "", f"{tot['macs'] / 1e6:,.1f}", "", "",
+                 *_energy_cells(tot["energy"]["by_level"], tot["energy"]["by_type"], tot["energy"]["total"])])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    numeric = set(range(3, len(head))) - {4}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    group = " " * (sum(widths[:6]) + 12)
+    level_w = sum(widths[6:11]) + 8
+    type_w = sum(widths[11:15]) + 6
+    title = (f"{group}{'energy by level [10^6 MAC units]'.center(level_w)}  "
+             f"{'energy by data type [10^6 MAC units]'.center(type_w)}")
+    rule = "-" * len(line(head))
+    out = [title.rstrip(), line(head), rule, *(line(r) for r in rows[:-1]), rule, line(rows[-1])]
+    return "\n".join(out)
+
+
+def summary(result: Result) -> str:
+    """Header lines: model, hardware, batch, bit widths, units and the ops listed but not charged."""
+    hw = result.hardware
+    lines = [
+        f"model {result.model}  |  hardware {hw.name} ({hw.source or 'in memory'})  |  batch {result.batch}  |  "
+        f"bits w/i/p {result.bits.weights}/{result.bits.ifmap}/{result.bits.psum}",
+        "energy unit: one 16-bit MAC = 1 (costs per access: "
+        + ", ".join(f"{k} {getattr(hw.energy, k):g}" for k in ENERGY_LEVELS) + "); * = pinned mapping",
+    ]
+    if result.not_modelled:
+        ops: dict[str, int] = {}
+        for nm in result.not_modelled:
+            ops[nm.op] = ops.get(nm.op, 0) + 1
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
+        lines.append(f"not modelled (no MACs, or folded into a conv): {listed}")
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Result: the per-layer estimate as data, and its JSON and CSV forms (the schema in the README)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from eyesim.errors import EyesimError
+from eyesim.hardware import COSTS, LEVELS, Hardware, hardware_to_dict
+from eyesim.mapping import Mapping
+from eyesim.model import DATA_TYPES, ENERGY_LEVELS, ENERGY_TYPES, Bits, Breakdown
+from eyesim.workload import Layer, NotModelled
+
+UNITS = {
+    "energy": "normalized: one 16-bit MAC = 1 (costs per 16-bit access from the hardware file)",
+    "accesses": "words of the data type's bit width",
+    "macs": "multiply-accumulates",
+    "active_pes": "PEs",
+}
+RW = ("reads", "writes")
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    layer: Layer
+    mapping: Mapping
+    pinned: bool
+    active_pes: int
+    energy: Breakdown
+    evaluated: int  # mappings the search evaluated (0 when pinned)
+
+    def to_dict(self) -> dict:
+        counts = self.energy.counts
+        accesses = {level: {dtype: {rw: int(counts[i, j, k]) for k, rw in enumerate(RW)}
+                            for j, dtype in enumerate(DATA_TYPES)} for i, level in enumerate(LEVELS)}
+        return {
+            "name": self.layer.name,
+            "op": self.layer.op,
+            "shape": self.layer.shape,
+            "macs": self.energy.macs,
+            "mapping": self.mapping.as_dict(),
+            "mapping_source": "pinned" if self.pinned else "searched",
+            "active_pes": self.active_pes,
+            "accesses": accesses,
+            "energy": {"by_level": self.energy.by_level, "by_type": self.energy.by_type, "total": self.energy.total},
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    model: str
+    hardware: Hardware
+    batch: int
+    bits: Bits
+    layers: tuple[LayerResult, ...]
+    not_modelled: tuple[NotModelled, ...]
+
+    def total(self) -> dict:
+        by_level = {k: sum(lr.energy.by_level[k] for lr in self.layers) for k in ENERGY_LEVELS}
+        by_type = {k: sum(lr.energy.by_type[k] for lr in self.layers) for k in ENERGY_TYPES}
+        return {"macs": sum(lr.energy.macs for lr in self.layers),
+                "energy": {"by_level": by_level, "by_type": by_type, "total": sum(by_level.values())}}
+
+    def to_dict(self) -> dict:
+        hw = hardware_to_dict(self.hardware)
+        hw["provenance"] = {cost: self.hardware.energy.note(cost) for cost in COSTS}
+        hw["file"] = self.hardware.source
+        return {
+            "model": self.model,
+            "hardware": hw,
+            "batch": self.batch,
+            "bits": {"weights": self.bits.weights, "ifmap": self.bits.ifmap, "psum": self.bits.psum},
+            "units": UNITS,
+            "layers": [lr.to_dict() for lr in self.layers],
+            "not_modelled": [{"name": nm.name, "op": nm.op, "reason": nm.reason} for nm in self.not_modelled],
+            "total": self.total(),
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer plus a ``TOTAL`` row; the CSV form of the result."""
+        rows = [_flat(lr.to_dict()) for lr in self.layers]
+        total = {"name": "TOTAL", "op": "", **_energy_columns(self.total()["energy"]),
+                 "macs": self.total()["macs"], "active_pes": max((lr.active_pes for lr in self.layers), default=0)}
+        for key in rows[0] if rows else ():
+            if key.startswith(LEVELS):
+                total[key] = sum(row[key] for row in rows)
+        return pd.DataFrame([*rows, total])
+
+    def write(self, path: str | Path) -> None:
+        """Write JSON or CSV, chosen by the file's suffix."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".csv"):
+            raise EyesimError(f"{path}: output must end in .json or .csv")
+        try:
+            if suffix == ".json":
+                path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            else:
+                self.to_frame().to_csv(path, index=False)
+        except OSError as err:
+            raise EyesimError(f"{path}: cannot write ({err.strerror})") from None
+
+
+def _energy_columns(energy: dict) -> dict:
+    cols = {f"energy_{k}": v for k, v in energy["by_level"].items()}
+    cols |= {f"energy_{k}": v for k, v in energy["by_type"].items()}
+    cols["energy_total"] = energy["total"]
+    return cols
+
+
+def _flat(layer: dict) -> dict:
+    row = {"name": layer["name"], "op": layer["op"], **layer["shape"], **layer["mapping"],
+           "mapping_source": layer["mapping_source"], **_energy_columns(layer["energy"]),
+           "macs": layer["macs"], "active_pes": layer["active_pes"]}
+    for level, types in layer["accesses"].items():
+        for dtype, rws in types.items():
+            for rw, value in rws.items():
+                row[f"{level}_{dtype}_{rw}"] = value
+    return row

@@ -1,0 +1,69 @@
+"""The search returns exactly the brute-force optimum (energy and tie-break) over the whole mapping space."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eyesim import dataflow as df
+from eyesim.model import layer_vector
+from eyesim.search import mapping_energy, search_layer
+from tests.layers import small_hw_vectors, small_layers, tilings
+
+COST = np.outer([200.0, 6.0, 2.0, 1.0], [1.0, 1.0, 1.0])
+
+
+def brute_force(lv, hw, rows, cols, cost, mac_cost):
+    """Scan every (m, n, e, p, q, r, t) in lexicographic order; keep the first strictly better legal one."""
+    N, C, M, E = lv[df.L_N], lv[df.L_C], lv[df.L_M], lv[df.L_E]
+    best, best_energy = None, np.inf
+    ranges = (range(1, M + 1), range(1, N + 1), range(1, E + 1), range(1, M + 1), range(1, C + 1),
+              range(1, C + 1), range(1, M + 1))
+    for mp in itertools.product(*ranges):
+        vec = np.array(mp, dtype=np.int64)
+        if df.first_violation(lv, hw, vec) != df.OK:
+            continue
+        energy = mapping_energy(lv, hw, vec, rows, cols, cost, mac_cost)
+        if energy < best_energy:
+            best, best_energy = mp, energy
+    return best, best_energy
+
+
+def search(lv, hw, cost, mac_cost=1.0):
+    return search_layer(lv, hw, df.strip_rows_table(lv), df.used_cols(lv), cost, mac_cost)
+
+
+costs = st.lists(st.floats(0.5, 300.0), min_size=4, max_size=4).map(
+    lambda c: np.outer(c, [1.0, 1.0, 1.0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layer=small_layers(max_batch=4, max_groups=1), hw=small_hw_vectors(), cost=st.one_of(st.just(COST), costs))
+def test_search_equals_brute_force(layer, hw, cost):
+    lv = layer_vector(layer)
+    expected, expected_energy = brute_force(lv, hw, df.strip_rows_table(lv), df.used_cols(lv), cost, 1.0)
+    best, energy, _ = search(lv, hw, cost)
+    if expected is None:
+        assert not np.isfinite(energy)
+        assert df.first_violation(lv, hw, np.ones(7, dtype=np.int64)) != df.OK
+    else:
+        assert tuple(best) == expected
+        assert energy == expected_energy
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_no_sampled_legal_mapping_beats_the_search(data):
+    layer = data.draw(small_layers(max_batch=4))
+    hw = data.draw(small_hw_vectors())
+    lv = layer_vector(layer)
+    best, energy, _ = search(lv, hw, COST)
+    rows, cols = df.strip_rows_table(lv), df.used_cols(lv)
+    for _ in range(20):
+        vec = np.array([data.draw(tilings(layer))[k] for k in df.MAPPING_KEYS], dtype=np.int64)
+        if df.first_violation(lv, hw, vec) == df.OK:
+            assert mapping_energy(lv, hw, vec, rows, cols, COST, 1.0) >= energy
+            assert df.first_violation(lv, hw, best) == df.OK
