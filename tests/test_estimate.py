@@ -1,0 +1,133 @@
+"""End-to-end estimates through the Python API: pinned chip mappings, schema, breakdown sums."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eyesim
+from eyesim import dataflow as df
+from eyesim.errors import EyesimError
+from eyesim.estimate import Target, best_mapping
+from eyesim.hardware import load_hardware, with_overrides
+from eyesim.mapping import Mapping, load_mapping_file
+from eyesim.model import layer_vector
+from eyesim.search import mapping_energy
+
+ROOT = Path(__file__).resolve().parent.parent
+ALEXNET = ROOT / "models_onnx" / "alexnet.onnx"
+CHIP = ROOT / "hwconfigs" / "eyeriss.yaml"
+ISCA = ROOT / "hwconfigs" / "eyeriss-isca256.yaml"
+JSSC_MAPPINGS = ROOT / "hwconfigs" / "mappings" / "alexnet-jssc2017.yaml"
+
+
+@pytest.fixture(scope="module")
+def chip_batch4():
+    return eyesim.estimate(ALEXNET, CHIP, batch=4, mapping=JSSC_MAPPINGS)
+
+
+def test_chip_alexnet_mappings_are_legal_with_published_active_pes(chip_batch4):
+    convs = [lr for lr in chip_batch4.layers if lr.layer.name.startswith("conv")]
+    assert [lr.active_pes for lr in convs] == [154, 135, 156, 156, 156]
+    assert all(lr.pinned for lr in convs)
+    pinned = load_mapping_file(JSSC_MAPPINGS)
+    assert [lr.mapping for lr in convs] == [pinned[f"conv{i}"] for i in range(1, 6)]
+
+
+def test_searched_mapping_never_costs_more_than_the_chips(chip_batch4):
+    searched = eyesim.estimate(ALEXNET, CHIP, batch=4)
+    for pinned_lr, searched_lr in zip(chip_batch4.layers, searched.layers, strict=True):
+        assert searched_lr.energy.total <= pinned_lr.energy.total * (1 + 1e-12)
+
+
+def test_breakdowns_sum_to_the_same_total(chip_batch4):
+    for lr in chip_batch4.layers:
+        e = lr.energy
+        assert sum(e.by_level.values()) == pytest.approx(sum(e.by_type.values()), rel=1e-12)
+        assert e.by_type["comp"] == e.by_level["mac"] == e.macs  # 16-bit MAC = 1
+    total = chip_batch4.total()
+    assert total["energy"]["total"] == pytest.approx(sum(lr.energy.total for lr in chip_batch4.layers))
+    assert total["macs"] == 4 * 724_406_816
+
+
+def test_json_schema(chip_batch4, tmp_path):
+    out = tmp_path / "r.json"
+    chip_batch4.write(out)
+    data = json.loads(out.read_text())
+    assert set(data) >= {"model", "hardware", "batch", "units", "layers", "not_modelled", "total"}
+    layer = data["layers"][0]
+    assert set(layer["shape"]) >= set("NGCMHWRSEFU")
+    assert set(layer["mapping"]) == set("mnepqrt")
+    assert set(layer["accesses"]) == {"dram", "glb", "array", "rf"}
+    assert set(layer["accesses"]["glb"]) == {"weights", "ifmap", "psum"}
+    assert set(layer["accesses"]["glb"]["psum"]) == {"reads", "writes"}
+    assert set(layer["energy"]["by_level"]) == {"dram", "glb", "array", "rf", "mac"}
+    assert set(layer["energy"]["by_type"]) == {"weights", "ifmap", "ofmap", "comp"}
+    assert data["hardware"]["provenance"]["dram"].startswith("Chen")
+    assert {"op": "MaxPool", "reason": "no MACs"}.items() <= data["not_modelled"][2].items()
+
+
+def test_csv_is_the_flattened_json(chip_batch4, tmp_path):
+    out = tmp_path / "r.csv"
+    chip_batch4.write(out)
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert list(frame["name"]) == [lr.layer.name for lr in chip_batch4.layers] + ["TOTAL"]
+    for col in ("energy_dram", "energy_glb", "energy_array", "energy_rf", "energy_mac", "energy_weights",
+                "energy_ifmap", "energy_ofmap", "energy_comp", "energy_total", "macs", "active_pes",
+                "dram_weights_reads", "glb_psum_writes", "rf_ifmap_reads"):
+        assert col in frame.columns
+    total = frame[frame["name"] == "TOTAL"].iloc[0]
+    assert total["energy_total"] == pytest.approx(chip_batch4.total()["energy"]["total"])
+    assert total["dram_ifmap_reads"] == frame["dram_ifmap_reads"][:-1].sum()
+
+
+def test_to_frame_matches_layers(chip_batch4):
+    frame = chip_batch4.to_frame()
+    assert len(frame) == len(chip_batch4.layers) + 1
+
+
+def test_pinned_mapping_that_breaks_a_constraint_is_refused_naming_it():
+    with pytest.raises(EyesimError, match="psum scratchpad"):
+        eyesim.estimate(ALEXNET, CHIP, mapping={"conv3": Mapping(m=50, n=1, e=13, p=25, q=1, r=1, t=1)})
+    with pytest.raises(EyesimError, match="array"):
+        eyesim.estimate(ALEXNET, CHIP, mapping={"conv1": {"m": 96, "n": 1, "e": 14, "p": 16, "q": 1, "r": 1, "t": 2}})
+
+
+def test_pinned_mapping_for_an_unknown_layer_is_refused():
+    with pytest.raises(EyesimError, match="conv9"):
+        eyesim.estimate(ALEXNET, CHIP, mapping={"conv9": Mapping(1, 1, 1, 1, 1, 1, 1)})
+
+
+def test_layer_that_no_mapping_fits_names_the_binding_constraint():
+    small = with_overrides(load_hardware(CHIP), {"array.rows": 8})  # conv1's 11-row filter cannot be placed
+    with pytest.raises(EyesimError, match="conv1.*array"):
+        eyesim.estimate(ALEXNET, small)
+
+
+def test_search_cache_gives_the_same_answer_as_a_fresh_search():
+    workload = eyesim.estimate(ALEXNET, ISCA, batch=2)
+    target = Target.of(load_hardware(ISCA))
+    for lr in workload.layers:
+        mapping, _ = best_mapping(lr.layer, target)
+        assert mapping == lr.mapping
+
+
+def test_reported_energy_equals_the_search_objective():
+    result = eyesim.estimate(ALEXNET, ISCA, batch=3)
+    target = Target.of(load_hardware(ISCA))
+    for lr in result.layers:
+        lv = layer_vector(lr.layer)
+        objective = mapping_energy(lv, target.vec, lr.mapping.vector(), df.strip_rows_table(lv), df.used_cols(lv),
+                                   target.cost, target.mac_cost)
+        assert lr.energy.total == pytest.approx(objective * lr.layer.G, rel=1e-12)
+        assert np.all(lr.energy.counts >= 0)
+
+
+def test_batch_must_be_positive():
+    with pytest.raises(EyesimError, match="batch"):
+        eyesim.estimate(ALEXNET, CHIP, batch=0)
