@@ -9,14 +9,12 @@ import numpy as np
 
 from eyesim import dataflow as df
 from eyesim.errors import EyesimError
-from eyesim.hardware import Hardware, load_hardware
+from eyesim.hardware import Bits, Hardware, load_hardware
 from eyesim.mapping import Mapping, load_mapping_file, violation
 from eyesim.model import (
-    Bits,
     Breakdown,
     access_costs,
     breakdown,
-    default_bits,
     hw_vector,
     layer_counts,
     layer_vector,
@@ -42,7 +40,7 @@ class Target:
 
     @classmethod
     def of(cls, hw: Hardware, bits: Bits | None = None) -> Target:
-        bits = bits or default_bits(hw)
+        bits = bits or hw.widths
         return cls(hw, bits, hw_vector(hw, bits), access_costs(hw, bits), mac_cost(hw, bits))
 
 

@@ -82,6 +82,15 @@ class EnergySpec:
 
 
 @dataclass(frozen=True)
+class Bits:
+    """Bit widths per data type (weights, ifmap, psum); each defaults to ``word_bits``."""
+
+    weights: int
+    ifmap: int
+    psum: int
+
+
+@dataclass(frozen=True)
 class Hardware:
     name: str
     array: ArraySpec
@@ -91,7 +100,13 @@ class Hardware:
     clock_mhz: float
     word_bits: int
     energy: EnergySpec
+    bits: Bits | None = None  # None: every data type is word_bits wide
     source: str = ""  # file it was loaded from
+
+    @property
+    def widths(self) -> Bits:
+        """The bit widths in force."""
+        return self.bits or Bits(self.word_bits, self.word_bits, self.word_bits)
 
     def __post_init__(self) -> None:
         _validate(hardware_to_dict(self), self.source or "hardware")
@@ -117,6 +132,8 @@ FIELDS: dict[str, _Rule] = {
     "name": _Rule(str),
     "clock_mhz": _AMOUNT,
     "word_bits": _Rule(int, low=1, strict=False, high=32),
+    **{f"bits.{dtype}": _Rule(int, low=1, strict=False, high=32, required=False)
+       for dtype in ("weights", "ifmap", "psum")},
     "array.rows": _COUNT,
     "array.cols": _COUNT,
     "rf.words": _OPT_COUNT,
@@ -319,8 +336,16 @@ def _build(flat: dict[str, Any], source: str) -> Hardware:
         clock_mhz=flat["clock_mhz"],
         word_bits=flat["word_bits"],
         energy=EnergySpec(**_section(flat, "energy"), provenance=provenance),
+        bits=_bits(flat),
         source=source,
     )
+
+
+def _bits(flat: dict[str, Any]) -> Bits | None:
+    given = _section(flat, "bits")
+    if not given:
+        return None
+    return Bits(**{dtype: given.get(dtype, flat["word_bits"]) for dtype in ("weights", "ifmap", "psum")})
 
 
 def _section(flat: dict[str, Any], name: str) -> dict[str, Any]:

@@ -12,26 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from eyesim import dataflow as df
-from eyesim.hardware import LEVELS, Hardware
+from eyesim.hardware import LEVELS, Bits, Hardware
 from eyesim.workload import Layer
 
 DATA_TYPES = ("weights", "ifmap", "psum")
 ENERGY_LEVELS = (*LEVELS, "mac")
 ENERGY_TYPES = ("weights", "ifmap", "ofmap", "comp")  # psums are charged to the ofmaps
 REFERENCE_BITS = 16  # the costs are per 16-bit access
-
-
-@dataclass(frozen=True)
-class Bits:
-    """Bit widths per data type."""
-
-    weights: int
-    ifmap: int
-    psum: int
-
-
-def default_bits(hw: Hardware) -> Bits:
-    return Bits(hw.word_bits, hw.word_bits, hw.word_bits)
 
 
 def layer_vector(layer: Layer) -> np.ndarray:

@@ -14,7 +14,7 @@ def _shape(lr: LayerResult) -> str:
     s = lr.layer
     text = f"{s.C}x{s.H}x{s.W}>{s.M}x{s.E}x{s.F} k{s.R}x{s.S}"
     if s.U > 1 or s.Uw > 1:
-        text += f"/{s.U}" if s.U == s.Uw else f"/{s.U}x{s.Uw}"
+        text += f"/{s.U}" if s.Uw == s.U else f"/{s.U}x{s.Uw}"
     return text + (f" g{s.G}" if s.G > 1 else "")
 
 
@@ -43,7 +43,9 @@ def table(result: Result) -> str:
     numeric = set(range(3, len(head))) - {4}
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        pairs = enumerate(zip(cells, widths, strict=True))
+        padded = (c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in pairs)
+        return "  ".join(padded)
 
     group = " " * (sum(widths[:6]) + 12)
     level_w = sum(widths[6:11]) + 8

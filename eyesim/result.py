@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from eyesim.errors import EyesimError
-from eyesim.hardware import COSTS, LEVELS, Hardware, hardware_to_dict
+from eyesim.hardware import COSTS, LEVELS, Bits, Hardware, hardware_to_dict
 from eyesim.mapping import Mapping
-from eyesim.model import DATA_TYPES, ENERGY_LEVELS, ENERGY_TYPES, Bits, Breakdown
+from eyesim.model import DATA_TYPES, ENERGY_LEVELS, ENERGY_TYPES, Breakdown
 from eyesim.workload import Layer, NotModelled
 
 UNITS = {
