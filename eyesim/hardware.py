@@ -18,6 +18,7 @@ from eyesim.errors import EyesimError
 LEVELS = ("dram", "glb", "array", "rf")
 COSTS = (*LEVELS, "mac")  # the figures in the ``energy`` section
 NOT_GIVEN = "not given"
+COMPRESSIONS = ("none", "rlc", "sigmap")  # how fmaps are stored in DRAM (DESIGN §3.1, §5)
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,20 @@ class EnergySpec:
     array: float
     rf: float
     mac: float
+    pj_per_unit: float | None = None  # picojoules per normalized unit (technology scale); None: not given
     provenance: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def note(self, cost: str) -> str:
         """Where the figure for ``cost`` (a level or ``mac``) came from."""
         return self.provenance.get(cost, NOT_GIVEN)
+
+
+@dataclass(frozen=True)
+class SparsitySpec:
+    """What the hardware does with zeros (DESIGN §3.1, §5)."""
+
+    zero_gating: bool = False  # a zero ifmap skips the MAC and the filter RF read (energy, not time)
+    dram_compression: str = "none"  # fmaps in DRAM: none, rlc (the chip's run-length code) or sigmap
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ class Hardware:
     word_bits: int
     energy: EnergySpec
     bits: Bits | None = None  # None: every data type is word_bits wide
+    sparsity: SparsitySpec = field(default_factory=SparsitySpec)
     source: str = ""  # file it was loaded from
 
     @property
@@ -119,11 +130,12 @@ class Hardware:
 class _Rule:
     """How one field is checked: its type, its bounds and whether it must be given."""
 
-    kind: type  # int, float or str
+    kind: type  # int, float, str or bool
     low: float = 0.0  # lower bound of a number
     strict: bool = True  # value > low (else value >= low)
     high: float | None = None  # inclusive upper bound
     required: bool = True
+    choices: tuple[str, ...] = ()  # allowed values of a str field (any if empty)
 
 
 _COUNT, _AMOUNT, _OPT_COUNT = _Rule(int), _Rule(float), _Rule(int, required=False)
@@ -145,7 +157,10 @@ FIELDS: dict[str, _Rule] = {
     "dram.link_bits": _COUNT,
     "dram.link_mhz": _AMOUNT,
     **{f"energy.{cost}": _AMOUNT for cost in COSTS},
-    **{f"energy.provenance.{cost}": _Rule(str, required=False) for cost in COSTS},
+    "energy.pj_per_unit": _Rule(float, required=False),
+    **{f"energy.provenance.{cost}": _Rule(str, required=False) for cost in (*COSTS, "pj_per_unit")},
+    "sparsity.zero_gating": _Rule(bool, required=False),
+    "sparsity.dram_compression": _Rule(str, required=False, choices=COMPRESSIONS),
 }
 SECTIONS = frozenset(path.rsplit(".", 1)[0] for path in FIELDS if "." in path)
 _RF_SPLIT = ("rf.filter_words", "rf.ifmap_words", "rf.psum_words")
@@ -268,7 +283,13 @@ def _flatten(data: dict[Any, Any], prefix: str, label: str) -> dict[str, Any]:
 
 
 def _check_value(path: str, value: object, rule: _Rule, label: str) -> object:
+    if rule.kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise _error(label, f"{path} must be true or false, got {_show(value)}")
     if rule.kind is str:
+        if rule.choices and value not in rule.choices:
+            raise _error(label, f"{path} must be one of {', '.join(rule.choices)}, got {_show(value)}")
         if isinstance(value, str) and value.strip():
             return value
         raise _error(label, f"{path} must be a non-empty string, got {_show(value)}")
@@ -326,7 +347,7 @@ def _bounds(rule: _Rule) -> str:
 
 
 def _build(flat: dict[str, Any], source: str) -> Hardware:
-    provenance = {cost: flat.get(f"energy.provenance.{cost}", NOT_GIVEN) for cost in COSTS}
+    provenance = {cost: flat.get(f"energy.provenance.{cost}", NOT_GIVEN) for cost in (*COSTS, "pj_per_unit")}
     return Hardware(
         name=flat["name"],
         array=ArraySpec(**_section(flat, "array")),
@@ -337,6 +358,7 @@ def _build(flat: dict[str, Any], source: str) -> Hardware:
         word_bits=flat["word_bits"],
         energy=EnergySpec(**_section(flat, "energy"), provenance=provenance),
         bits=_bits(flat),
+        sparsity=SparsitySpec(**_section(flat, "sparsity")),
         source=source,
     )
 

@@ -45,10 +45,12 @@ class Layer:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise EyesimError(f"layer {self.name!r}: {key} must be a positive integer, got {value!r}")
-        if self.E != out_size(self.H, self.R, self.U, self.Dh):
-            raise EyesimError(f"layer {self.name!r}: E={self.E} does not follow from H={self.H}, R={self.R}, U={self.U}")
-        if self.F != out_size(self.W, self.S, self.Uw, self.Dw):
-            raise EyesimError(f"layer {self.name!r}: F={self.F} does not follow from W={self.W}, S={self.S}, Uw={self.Uw}")
+        if out_size(self.H, self.R, self.U, self.Dh) != self.E:
+            raise EyesimError(f"layer {self.name!r}: E={self.E} does not follow from H={self.H}, R={self.R}, "
+                              f"U={self.U}")
+        if out_size(self.W, self.S, self.Uw, self.Dw) != self.F:
+            raise EyesimError(f"layer {self.name!r}: F={self.F} does not follow from W={self.W}, S={self.S}, "
+                              f"Uw={self.Uw}")
 
     @property
     def shape(self) -> dict[str, int]:
@@ -84,6 +86,19 @@ class NotModelled:
 
 
 @dataclass(frozen=True)
+class LayerIO:
+    """Where a layer's tensors are in its ONNX graph: to measure densities and count zeros from values."""
+
+    ifmap: str  # the tensor the layer reads (before a folded Pad)
+    weights: str  # its constant weight tensor
+    ofmap: str  # its output, after a folded BatchNormalization and a directly following activation
+    weights_in_out: bool = False  # weights stored (in, out) (Gemm transB=0, MatMul) rather than (out, in, ...)
+    pad_top: int = 0  # leading zero padding of the ifmap (conv pads plus a folded Pad)
+    pad_left: int = 0
+    network_input: bool = False  # the ifmap is the network's input image (never compressed in DRAM)
+
+
+@dataclass(frozen=True)
 class Workload:
     """A model's layers with MACs, in graph order, and the ops that are listed but not charged."""
 
@@ -91,6 +106,7 @@ class Workload:
     batch: int
     layers: tuple[Layer, ...]
     not_modelled: tuple[NotModelled, ...] = field(default_factory=tuple)
+    io: dict[str, LayerIO] = field(default_factory=dict, compare=False, hash=False)  # by layer name
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
