@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import onnx
 
 from eyesim import dataflow as df
+from eyesim.activations import load_samples, measure, model_weights
 from eyesim.errors import EyesimError
 from eyesim.hardware import Bits, Hardware, load_hardware
 from eyesim.mapping import Mapping, load_mapping_file, violation
-from eyesim.model import (
-    Breakdown,
-    access_costs,
-    breakdown,
-    hw_vector,
-    layer_counts,
-    layer_vector,
-    mac_cost,
-)
+from eyesim.model import access_costs, breakdown, hw_vector, layer_costs, layer_counts, layer_vector, mac_cost
 from eyesim.onnx_import import load_workload
 from eyesim.result import LayerResult, Result
 from eyesim.search import search_layer
+from eyesim.sparsity import Density, ValueCounts, ZeroEffects, zero_effects
+from eyesim.timing import layer_timing
 from eyesim.workload import Layer, Workload
 
 SMALLEST = Mapping(1, 1, 1, 1, 1, 1, 1)
+DENSITY_TYPES = ("weights", "ifmap", "ofmap")
+SearchCache = dict[bytes, tuple[Mapping, int]]
 
 
 @dataclass(frozen=True)
@@ -44,48 +43,64 @@ class Target:
         return cls(hw, bits, hw_vector(hw, bits), access_costs(hw, bits), mac_cost(hw, bits))
 
 
-def estimate(model, hw, batch: int = 1, mapping=None, progress=None) -> Result:
+def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, densities=None,
+             samples=None) -> Result:
     """Estimate the energy of ``model`` (ONNX path, ModelProto or Workload) on ``hw`` (path or Hardware).
 
     ``mapping`` pins layers' mappings: a YAML path or ``{layer name: Mapping or dict}``; the other
-    layers are searched. ``progress`` is an optional callable taking each finished layer's name.
+    layers are searched. ``bits`` overrides the widths (``{"weights": 8, ...}`` or a Bits);
+    ``densities`` sets non-zero fractions (``{"ifmap": 0.4, "conv3.ifmap": 0.3}``; types weights,
+    ifmap, ofmap); ``samples`` (an array or a .npy/.npz path) are run through the model to measure
+    them. ``progress`` is an optional callable taking each finished layer's name.
     """
     workload = _workload(model, batch)
-    target = Target.of(hw if isinstance(hw, Hardware) else load_hardware(hw))
+    target = Target.of(*_hardware(hw, bits))
     pinned = _pinned(mapping, workload)
-    cache: dict[bytes, tuple[Mapping, int]] = {}
+    user = _user_densities(densities, workload)
+    weights = _weight_densities(model, workload)
+    counts = _sample_counts(model, workload, samples, target.bits)
+    cache: SearchCache = {}
     results = []
     for layer in workload.layers:
-        results.append(estimate_layer(layer, target, pinned.get(layer.name), cache))
+        density = _density(layer.name, user, weights, counts)
+        exact = None if user.get(layer.name) or user.get("") else counts.get(layer.name)
+        effects = zero_effects(density, exact, workload.io.get(layer.name), target.hw.sparsity.zero_gating,
+                               target.hw.sparsity.dram_compression, (target.bits.ifmap, target.bits.psum))
+        results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
         if progress is not None:
             progress(layer.name)
     return Result(model=workload.model, hardware=target.hw, batch=workload.batch, bits=target.bits,
                   layers=tuple(results), not_modelled=workload.not_modelled)
 
 
-def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None,
-                   cache: dict[bytes, tuple[Mapping, int]] | None = None) -> LayerResult:
-    """One layer's result: the pinned mapping (checked) or the searched optimum, and its energy."""
+def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, cache: SearchCache | None = None,
+                   density: Density | None = None, effects: ZeroEffects | None = None) -> LayerResult:
+    """One layer's result: the pinned mapping (checked) or the searched optimum, and its energy and time."""
+    effects = effects or ZeroEffects()
+    cost, mac = layer_costs(target.cost, target.mac_cost, effects)
     if pinned is not None:
         check_mapping(layer, target, pinned)
         chosen, evaluated = pinned, 0
     else:
-        chosen, evaluated = best_mapping(layer, target, cache)
+        chosen, evaluated = best_mapping(layer, target, cache, cost, mac)
     counts, macs = layer_counts(layer, target.vec, chosen.vector())
-    energy: Breakdown = breakdown(counts, macs, target.hw, target.bits)
     return LayerResult(layer=layer, mapping=chosen, pinned=pinned is not None,
-                       active_pes=layer.R * chosen.e * chosen.r * chosen.t, energy=energy, evaluated=evaluated)
+                       active_pes=layer.R * chosen.e * chosen.r * chosen.t,
+                       energy=breakdown(counts, macs, cost, mac, effects), evaluated=evaluated,
+                       density=density or Density(), effects=effects,
+                       timing=layer_timing(layer, chosen, counts, target.hw, target.bits, effects))
 
 
-def best_mapping(layer: Layer, target: Target, cache: dict[bytes, tuple[Mapping, int]] | None = None
-                 ) -> tuple[Mapping, int]:
+def best_mapping(layer: Layer, target: Target, cache: SearchCache | None = None, cost: np.ndarray | None = None,
+                 mac: float | None = None) -> tuple[Mapping, int]:
     """The minimum-energy mapping of one group of ``layer`` and the number of mappings evaluated."""
+    cost = target.cost if cost is None else cost
+    mac = target.mac_cost if mac is None else mac
     lv = layer_vector(layer)
-    key = lv.tobytes()
+    key = lv.tobytes() + cost.tobytes() + np.float64(mac).tobytes()
     if cache is not None and key in cache:
         return cache[key]
-    best, energy, evaluated = search_layer(lv, target.vec, df.strip_rows_table(lv), df.used_cols(lv),
-                                           target.cost, target.mac_cost)
+    best, energy, evaluated = search_layer(lv, target.vec, df.strip_rows_table(lv), df.used_cols(lv), cost, mac)
     if not np.isfinite(energy):
         binding = violation(df.first_violation(lv, target.vec, SMALLEST.vector()))
         raise EyesimError(f"layer {layer.name!r} ({_shape_text(layer)}): no mapping fits {target.hw.name!r}; "
@@ -109,12 +124,25 @@ def _shape_text(layer: Layer) -> str:
     return " ".join(f"{k}={v}" for k, v in layer.shape.items())
 
 
+def _hardware(hw, bits) -> tuple[Hardware, Bits]:
+    hardware = hw if isinstance(hw, Hardware) else load_hardware(hw)
+    if bits is None:
+        return hardware, hardware.widths
+    given = bits if isinstance(bits, dict) else bits.__dict__
+    for dtype, value in given.items():
+        if dtype not in ("weights", "ifmap", "psum"):
+            raise EyesimError(f"bits: unknown data type {dtype!r} (use weights, ifmap, psum)")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
+            raise EyesimError(f"bits: {dtype} must be a whole number of bits from 1 to 32, got {value!r}")
+    return hardware, replace(hardware.widths, **given)
+
+
 def _workload(model, batch: int) -> Workload:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise EyesimError(f"batch must be a positive integer, got {batch!r}")
     if isinstance(model, Workload):
         return Workload(model.model, batch, tuple(layer.with_batch(batch) for layer in model.layers),
-                        model.not_modelled)
+                        model.not_modelled, model.io, model.inputs)
     return load_workload(model, batch=batch)
 
 
@@ -124,9 +152,64 @@ def _pinned(mapping, workload: Workload) -> dict[str, Mapping]:
     if isinstance(mapping, str | os.PathLike):
         mapping = load_mapping_file(mapping)
     pinned = {name: m if isinstance(m, Mapping) else Mapping(**m) for name, m in mapping.items()}
-    names = {layer.name for layer in workload.layers}
-    unknown = sorted(set(pinned) - names)
-    if unknown:
-        raise EyesimError(f"pinned mapping names layer(s) {', '.join(unknown)} that model {workload.model!r} does "
-                          f"not have (its layers: {', '.join(sorted(names))})")
+    _known_layers(pinned, workload, "pinned mapping")
     return pinned
+
+
+def _known_layers(names, workload: Workload, what: str) -> None:
+    layers = {layer.name for layer in workload.layers}
+    unknown = sorted(set(names) - layers)
+    if unknown:
+        shown = ", ".join(sorted(layers)[:12]) + (", ..." if len(layers) > 12 else "")
+        raise EyesimError(f"{what} names layer(s) {', '.join(unknown)} that model {workload.model!r} does not have "
+                          f"(its layers: {shown})")
+
+
+def _user_densities(densities, workload: Workload) -> dict[str, dict[str, float]]:
+    """``{"ifmap": 0.4, "conv3.ifmap": 0.3}`` as ``{"": {"ifmap": 0.4}, "conv3": {"ifmap": 0.3}}``."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in (densities or {}).items():
+        layer, _, dtype = key.rpartition(".")
+        if dtype not in DENSITY_TYPES:
+            raise EyesimError(f"density {key!r}: the data type must be one of {', '.join(DENSITY_TYPES)}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise EyesimError(f"density {key}={value!r} must be a number from 0 to 1")
+        out.setdefault(layer, {})[dtype] = float(value)
+    _known_layers(set(out) - {""}, workload, "--density")
+    return out
+
+
+def _weight_densities(model, workload: Workload) -> dict[str, float]:
+    """Non-zero fraction of each layer's weights, where the ONNX file holds them."""
+    if isinstance(model, Workload):
+        return {}
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    weights = model_weights(proto)
+    return {name: np.count_nonzero(weights[io.weights]) / weights[io.weights].size
+            for name, io in workload.io.items() if io.weights in weights}
+
+
+def _sample_counts(model, workload: Workload, samples, bits: Bits) -> dict[str, ValueCounts]:
+    if samples is None:
+        return {}
+    if not isinstance(model, str | os.PathLike):
+        raise EyesimError("samples need the model as an ONNX file path")
+    array = samples if isinstance(samples, np.ndarray) else load_samples(samples)
+    return measure(Path(model), workload, array, (bits.ifmap, bits.psum))
+
+
+def _density(name: str, user: dict, weights: dict, counts: dict[str, ValueCounts]) -> Density:
+    """Densities by priority: this layer's user value, the global user value, measured, dense."""
+    values, sources = {}, {}
+    measured = counts.get(name)
+    found = {"weights": (weights.get(name), "onnx"),
+             "ifmap": (measured.ifmap_density if measured else None, "samples"),
+             "ofmap": (measured.ofmap_density if measured else None, "samples")}
+    for dtype in DENSITY_TYPES:
+        for value, source in ((user.get(name, {}).get(dtype), f"user ({name})"), (user.get("", {}).get(dtype), "user"),
+                              found[dtype], (1.0, "dense")):
+            if value is not None:
+                values[dtype], sources[dtype] = value, source
+                break
+    source = ", ".join(f"{dtype}: {sources[dtype]}" for dtype in DENSITY_TYPES)
+    return Density(**values, source=source)

@@ -13,6 +13,7 @@ import numpy as np
 
 from eyesim import dataflow as df
 from eyesim.hardware import LEVELS, Bits, Hardware
+from eyesim.sparsity import ZeroEffects
 from eyesim.workload import Layer
 
 DATA_TYPES = ("weights", "ifmap", "psum")
@@ -57,12 +58,22 @@ def mac_cost(hw: Hardware, bits: Bits) -> float:
     return hw.energy.mac * (bits.weights / REFERENCE_BITS) * (bits.ifmap / REFERENCE_BITS)
 
 
+def layer_costs(base: np.ndarray, base_mac: float, effects: ZeroEffects) -> tuple[np.ndarray, float]:
+    """Per-access costs of one layer with its zeros: gated filter reads, skipped MACs, stored DRAM fmaps."""
+    cost = base.copy()
+    cost[df.DRAM, df.IFMAP] *= effects.ifmap_dram
+    cost[df.DRAM, df.PSUM] *= effects.ofmap_dram
+    cost[df.RF, df.WEIGHTS] *= effects.gated
+    return cost, base_mac * effects.executed
+
+
 @dataclass(frozen=True)
 class Breakdown:
     """Energy of one layer, by level and by data type (normalized units), and the counts behind it."""
 
-    counts: np.ndarray  # [level, type, read/write], words, all groups
-    macs: int
+    counts: np.ndarray  # [level, type, read/write], words moved, all groups (filter reads after zero gating)
+    macs: int  # dense MACs
+    macs_executed: int  # MACs that run (zero gating skips the others)
     by_level: dict[str, float]
     by_type: dict[str, float]
 
@@ -71,15 +82,18 @@ class Breakdown:
         return sum(self.by_level.values())
 
 
-def breakdown(counts: np.ndarray, macs: int, hw: Hardware, bits: Bits) -> Breakdown:
-    """Weight the counts by the costs; both breakdowns sum to the same total."""
-    energy = counts.sum(axis=2) * access_costs(hw, bits)  # [level, type]
-    comp = macs * mac_cost(hw, bits)
+def breakdown(counts: np.ndarray, macs: int, cost: np.ndarray, mac_cost: float, effects: ZeroEffects) -> Breakdown:
+    """Weight the dataflow's counts by the layer's costs; both breakdowns sum to the same total."""
+    energy = counts.sum(axis=2) * cost  # [level, type]
+    comp = macs * mac_cost
     by_level = {level: float(energy[i].sum()) for i, level in enumerate(LEVELS)}
     by_level["mac"] = float(comp)
     by_type = {"weights": float(energy[:, 0].sum()), "ifmap": float(energy[:, 1].sum()),
                "ofmap": float(energy[:, 2].sum()), "comp": float(comp)}
-    return Breakdown(counts=counts, macs=macs, by_level=by_level, by_type=by_type)
+    shown = counts.copy()
+    shown[df.RF, df.WEIGHTS, df.READ] = round(counts[df.RF, df.WEIGHTS, df.READ] * effects.gated)
+    return Breakdown(counts=shown, macs=macs, macs_executed=round(macs * effects.executed), by_level=by_level,
+                     by_type=by_type)
 
 
 def layer_counts(layer: Layer, hw_vec: np.ndarray, mapping: np.ndarray) -> tuple[np.ndarray, int]:

@@ -143,7 +143,9 @@ def _import(work: onnx.ModelProto, name: str, batch: int) -> Workload:
     layers, not_modelled, io = _convert(graph)
     if not layers:
         raise EyesimError("no layer with MACs (Conv, Gemm or MatMul with a constant operand)")
-    return Workload(model=name, batch=batch, layers=tuple(layers), not_modelled=tuple(not_modelled), io=io)
+    inputs = {vi.name: tuple(graph.known_dims(vi.name) or ()) for vi in data_inputs}
+    return Workload(model=name, batch=batch, layers=tuple(layers), not_modelled=tuple(not_modelled), io=io,
+                    inputs=inputs)
 
 
 # ---------------------------------------------------------------- validation

@@ -12,6 +12,8 @@ from eyesim.errors import EyesimError
 from eyesim.hardware import COSTS, LEVELS, Bits, Hardware, hardware_to_dict
 from eyesim.mapping import Mapping
 from eyesim.model import DATA_TYPES, ENERGY_LEVELS, ENERGY_TYPES, Breakdown
+from eyesim.sparsity import Density, ZeroEffects
+from eyesim.timing import Timing
 from eyesim.workload import Layer, NotModelled
 
 UNITS = {
@@ -19,6 +21,9 @@ UNITS = {
     "accesses": "words of the data type's bit width",
     "macs": "multiply-accumulates",
     "active_pes": "PEs",
+    "energy_j": "joules (normalized energy x energy.pj_per_unit of the hardware file)",
+    "power_w": "watts (energy_j / latency_s)",
+    "time": "cycles of the core clock; latency in seconds",
 }
 RW = ("reads", "writes")
 
@@ -31,8 +36,14 @@ class LayerResult:
     active_pes: int
     energy: Breakdown
     evaluated: int  # mappings the search evaluated (0 when pinned)
+    density: Density
+    effects: ZeroEffects
+    timing: Timing
 
-    def to_dict(self) -> dict:
+    def joules(self, hw: Hardware) -> float | None:
+        return None if hw.energy.pj_per_unit is None else self.energy.total * hw.energy.pj_per_unit * 1e-12
+
+    def to_dict(self, hw: Hardware) -> dict:
         counts = self.energy.counts
         accesses = {level: {dtype: {rw: int(counts[i, j, k]) for k, rw in enumerate(RW)}
                             for j, dtype in enumerate(DATA_TYPES)} for i, level in enumerate(LEVELS)}
@@ -46,6 +57,16 @@ class LayerResult:
             "active_pes": self.active_pes,
             "accesses": accesses,
             "energy": {"by_level": self.energy.by_level, "by_type": self.energy.by_type, "total": self.energy.total},
+            "density": {"weights": self.density.weights, "ifmap": self.density.ifmap, "ofmap": self.density.ofmap,
+                        "source": self.density.source},
+            "macs_executed": self.energy.macs_executed,
+            "zero_counts": "exact from sample values" if self.effects.exact else "from densities",
+            "compression": {"ifmap": self.effects.ifmap_dram, "ofmap": self.effects.ofmap_dram,
+                            "scheme": hw.sparsity.dram_compression},
+            "time": {"compute_cycles": self.timing.compute_cycles, "dram_cycles": self.timing.dram_cycles,
+                     "cycles": self.timing.cycles, "latency_s": self.timing.latency_s, "bound": self.timing.bound},
+            "energy_j": (joules := self.joules(hw)),
+            "power_w": None if joules is None else joules / self.timing.latency_s,
         }
 
 
@@ -61,8 +82,14 @@ class Result:
     def total(self) -> dict:
         by_level = {k: sum(lr.energy.by_level[k] for lr in self.layers) for k in ENERGY_LEVELS}
         by_type = {k: sum(lr.energy.by_type[k] for lr in self.layers) for k in ENERGY_TYPES}
+        latency = sum(lr.timing.latency_s for lr in self.layers)
+        pj = self.hardware.energy.pj_per_unit
+        joules = None if pj is None else sum(by_level.values()) * pj * 1e-12
         return {"macs": sum(lr.energy.macs for lr in self.layers),
-                "energy": {"by_level": by_level, "by_type": by_type, "total": sum(by_level.values())}}
+                "macs_executed": sum(lr.energy.macs_executed for lr in self.layers),
+                "energy": {"by_level": by_level, "by_type": by_type, "total": sum(by_level.values())},
+                "latency_s": latency, "fps": self.batch / latency,
+                "energy_j": joules, "power_w": None if joules is None else joules / latency}
 
     def to_dict(self) -> dict:
         hw = hardware_to_dict(self.hardware)
@@ -74,18 +101,21 @@ class Result:
             "batch": self.batch,
             "bits": {"weights": self.bits.weights, "ifmap": self.bits.ifmap, "psum": self.bits.psum},
             "units": UNITS,
-            "layers": [lr.to_dict() for lr in self.layers],
+            "layers": [lr.to_dict(self.hardware) for lr in self.layers],
             "not_modelled": [{"name": nm.name, "op": nm.op, "reason": nm.reason} for nm in self.not_modelled],
             "total": self.total(),
         }
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer plus a ``TOTAL`` row; the CSV form of the result."""
-        rows = [_flat(lr.to_dict()) for lr in self.layers]
-        total = {"name": "TOTAL", "op": "", **_energy_columns(self.total()["energy"]),
-                 "macs": self.total()["macs"], "active_pes": max((lr.active_pes for lr in self.layers), default=0)}
+        rows = [_flat(lr.to_dict(self.hardware)) for lr in self.layers]
+        tot = self.total()
+        total = {"name": "TOTAL", "op": "", **_energy_columns(tot["energy"]), "macs": tot["macs"],
+                 "active_pes": max((lr.active_pes for lr in self.layers), default=0),
+                 "macs_executed": tot["macs_executed"], "latency_s": tot["latency_s"], "fps": tot["fps"],
+                 "energy_j": tot["energy_j"], "power_w": tot["power_w"]}
         for key in rows[0] if rows else ():
-            if key.startswith(LEVELS):
+            if key.startswith(LEVELS) or key in ("compute_cycles", "dram_cycles", "cycles"):
                 total[key] = sum(row[key] for row in rows)
         return pd.DataFrame([*rows, total])
 
@@ -114,7 +144,10 @@ def _energy_columns(energy: dict) -> dict:
 def _flat(layer: dict) -> dict:
     row = {"name": layer["name"], "op": layer["op"], **layer["shape"], **layer["mapping"],
            "mapping_source": layer["mapping_source"], **_energy_columns(layer["energy"]),
-           "macs": layer["macs"], "active_pes": layer["active_pes"]}
+           "macs": layer["macs"], "active_pes": layer["active_pes"], "macs_executed": layer["macs_executed"],
+           **{f"density_{k}": v for k, v in layer["density"].items()},
+           "compression_ifmap": layer["compression"]["ifmap"], "compression_ofmap": layer["compression"]["ofmap"],
+           **layer["time"], "energy_j": layer["energy_j"], "power_w": layer["power_w"]}
     for level, types in layer["accesses"].items():
         for dtype, rws in types.items():
             for rw, value in rws.items():

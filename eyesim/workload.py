@@ -107,6 +107,7 @@ class Workload:
     layers: tuple[Layer, ...]
     not_modelled: tuple[NotModelled, ...] = field(default_factory=tuple)
     io: dict[str, LayerIO] = field(default_factory=dict, compare=False, hash=False)  # by layer name
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, hash=False)  # data inputs' dims
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:

@@ -23,15 +23,21 @@ def chunks(start: int, stop: int, size: int) -> list[range]:
     return [range(a, min(a + size, stop)) for a in range(start, stop, size)]
 
 
-def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False) -> tuple[np.ndarray, int]:
-    """Counts [level, type, rw] and MACs of the layer ``shape`` (DESIGN notation) under ``mapping``."""
+def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.ndarray | None = None,
+                 w: np.ndarray | None = None) -> tuple[np.ndarray, int, int, int]:
+    """Counts [level, type, rw], MACs, executed MACs and compute cycles of ``shape`` under ``mapping``.
+
+    With values (``x``: padded ifmap (N, G*C, H, W); ``w``: (G*M, C, R, S)) the walk zero-gates as the
+    chip does: a zero ifmap value skips its filter RF read, and a MAC runs only if both operands are
+    non-zero. A pass lasts as many cycles as its busiest PE has MACs (dense: gating saves no time).
+    """
     N, G, C, M = shape["N"], shape["G"], shape["C"], shape["M"]
     R, S, E, F = shape["R"], shape["S"], shape["E"], shape["F"]
     U, Uw, Dh, Dw = shape["U"], shape["Uw"], shape["Dh"], shape["Dw"]
     m, n, e, p, q, r, t = (mapping[k] for k in "mnepqrt")
     counts = np.zeros((4, 3, 2), dtype=np.int64)
-    macs = 0
-    for _g in range(G):
+    macs = executed = cycles = 0
+    for g in range(G):
         for imgs in chunks(0, N, n):
             for mchunk in chunks(0, M, m):
                 for ys in chunks(0, E, e):
@@ -43,6 +49,7 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False) -> tup
                             pe_ifmap, pe_weights = set(), set()
                             in_pe = Counter()
                             contributors = defaultdict(set)
+                            pe_macs = Counter()
                             for ti, fs in enumerate(chunks(fs_all.start, fs_all.stop, p)):
                                 for ri, cs in enumerate(chunks(cs_all.start, cs_all.stop, q)):
                                     for i in range(R):
@@ -51,18 +58,23 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False) -> tup
                                             for img in imgs:
                                                 for f in fs:
                                                     for c in cs:
-                                                        for x in range(F):
+                                                        for xo in range(F):
                                                             for s in range(S):
-                                                                h, w = y * U + i * Dh, x * Uw + s * Dw
+                                                                h, col = y * U + i * Dh, xo * Uw + s * Dw
+                                                                a = 1 if x is None else x[img, g * C + c, h, col]
+                                                                b = 1 if w is None else w[g * M + f, c, i, s]
                                                                 macs += 1
-                                                                counts[RF, WEIGHTS, READ] += 1
+                                                                pe_macs[pe] += 1
+                                                                executed += a != 0 and b != 0
+                                                                counts[RF, WEIGHTS, READ] += a != 0
                                                                 counts[RF, IFMAP, READ] += 1
-                                                                pe_ifmap.add((pe, img, c, h, w))
-                                                                pass_ifmap.add((img, c, h, w))
+                                                                pe_ifmap.add((pe, img, c, h, col))
+                                                                pass_ifmap.add((img, c, h, col))
                                                                 pe_weights.add((pe, f, c, i, s))
                                                                 pass_weights.add((f, c, i, s))
-                                                                in_pe[(pe, img, f, y, x)] += 1
-                                                                contributors[(img, f, y, x)].add(pe)
+                                                                in_pe[(pe, img, f, y, xo)] += 1
+                                                                contributors[(img, f, y, xo)].add(pe)
+                            cycles += max(pe_macs.values())
                             block_ifmap |= pass_ifmap
                             counts[GLB, IFMAP, READ] += len(pass_ifmap)
                             counts[ARRAY, IFMAP, READ] += len(pe_ifmap)
@@ -82,4 +94,4 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False) -> tup
                                 else:
                                     counts[GLB, PSUM, WRITE] += 1
                         counts[DRAM, IFMAP, READ] += len(block_ifmap)
-    return counts, macs
+    return counts, macs, executed, cycles

@@ -1,0 +1,122 @@
+"""Activations: run an ONNX model on sample inputs (onnxruntime) and count the zeros each layer sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from eyesim.errors import EyesimError
+from eyesim.sparsity import ValueCounts, merge_counts, value_counts
+from eyesim.workload import Workload
+
+CHUNK = 16  # sample images per onnxruntime run
+
+
+def load_samples(path: str | Path) -> np.ndarray:
+    """Model inputs from ``.npy`` (the array) or ``.npz`` (key ``x``, or its only array)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EyesimError(f"{path}: samples file not found")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise EyesimError(f"{path}: not a .npy or .npz file ({err})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        keys = list(data.keys())
+        if "x" not in keys and len(keys) != 1:
+            raise EyesimError(f"{path}: an .npz of samples needs an array 'x' (it has {', '.join(keys) or 'none'})")
+        data = data["x" if "x" in keys else keys[0]]
+    return np.asarray(data)
+
+
+def check_samples(samples: np.ndarray, workload: Workload, label: str) -> str:
+    """The data input the samples feed; refuses samples whose shape does not fit it."""
+    if len(workload.inputs) != 1:
+        raise EyesimError(f"{label}: samples need a model with one data input (it has {len(workload.inputs)})")
+    name, dims = next(iter(workload.inputs.items()))
+    if samples.ndim != len(dims) or tuple(samples.shape[1:]) != tuple(dims[1:]):
+        want = "x".join(str(d) for d in ("any", *dims[1:]))
+        raise EyesimError(f"{label}: samples of shape {'x'.join(map(str, samples.shape))} do not fit the model's "
+                          f"input {name!r} ({want})")
+    if samples.shape[0] < 1:
+        raise EyesimError(f"{label}: no samples")
+    return name
+
+
+def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Constant tensors of the graph: initializers and Constant node values."""
+    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            weights[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return weights
+
+
+def measure(model_path: str | Path, workload: Workload, samples: np.ndarray, bits: tuple[int, int],
+            progress=None) -> dict[str, ValueCounts]:
+    """Per-layer value counts over ``samples`` (images first), running the model with onnxruntime."""
+    import onnxruntime as ort
+
+    label = str(model_path)
+    input_name = check_samples(samples, workload, label)
+    model = onnx.load(str(model_path))
+    weights = model_weights(model)
+    wanted = sorted({t for io in workload.io.values() for t in (io.ifmap, io.ofmap)} - set(workload.inputs))
+    try:
+        session = ort.InferenceSession(_with_outputs(model, wanted).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise EyesimError(f"{label}: onnxruntime cannot load the model ({_last_line(err)})") from None
+    dtype = np.float32 if session.get_inputs()[0].type == "tensor(float)" else None
+    fixed = workload.inputs[input_name][0] if not _symbolic_batch(model, input_name) else None
+    counts: dict[str, ValueCounts | None] = dict.fromkeys(workload.io)
+    step = fixed or CHUNK
+    for start in range(0, len(samples) - len(samples) % step if fixed else len(samples), step):
+        batch = samples[start:start + step].astype(dtype) if dtype else samples[start:start + step]
+        try:
+            values = dict(zip([input_name, *wanted], [batch, *session.run(wanted, {input_name: batch})],
+                              strict=True))
+        except Exception as err:  # onnxruntime reports bad inputs as its own exception types
+            raise EyesimError(f"{label}: onnxruntime could not run the samples ({_last_line(err)})") from None
+        for layer in workload.layers:
+            io = workload.io[layer.name]
+            found = value_counts(values[io.ifmap], values[io.ofmap], weights.get(io.weights), layer, io, bits)
+            counts[layer.name] = merge_counts(counts[layer.name], found)
+        if progress is not None:
+            progress(min(start + step, len(samples)))
+    if any(c is None for c in counts.values()):
+        raise EyesimError(f"{label}: need at least {step} samples (the model's fixed batch)")
+    return counts  # type: ignore[return-value]
+
+
+def _last_line(err: BaseException) -> str:
+    """onnxruntime puts the reason after the source location."""
+    text = " ".join(str(err).split())
+    return text.rsplit(" : ", 1)[-1][-300:]
+
+
+def _symbolic_batch(model: onnx.ModelProto, input_name: str) -> bool:
+    for vi in model.graph.input:
+        if vi.name == input_name:
+            dim = vi.type.tensor_type.shape.dim
+            return bool(dim) and not dim[0].HasField("dim_value")
+    return False
+
+
+def _with_outputs(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs ``tensors`` (types from shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    present = {o.name for o in out.graph.output}
+    for name in tensors:
+        if name in present:
+            continue
+        if name not in types:
+            raise EyesimError(f"cannot capture tensor {name!r}: shape inference gives it no type")
+        out.graph.output.append(types[name])
+    return out

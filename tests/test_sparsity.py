@@ -1,0 +1,214 @@
+"""Zeros, bit widths and time: numbers worked by hand, and the trace walk on sparse values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+import eyesim
+from eyesim import dataflow as df
+from eyesim.errors import EyesimError
+from eyesim.estimate import Target, estimate_layer
+from eyesim.hardware import load_hardware, with_overrides
+from eyesim.mapping import Mapping
+from eyesim.sparsity import (
+    Density,
+    conv_zero_counts,
+    rlc_expected_ratio,
+    rlc_words,
+    sigmap_ratio,
+    zero_effects,
+)
+from eyesim.timing import compute_cycles
+from eyesim.workload import LayerIO
+from tests.layers import small_layers, tilings
+from tests.reference_trace import trace_counts
+
+ROOT = Path(__file__).resolve().parent.parent
+ALEXNET = ROOT / "models_onnx" / "alexnet.onnx"
+CHIP = ROOT / "hwconfigs" / "eyeriss.yaml"
+ISCA = ROOT / "hwconfigs" / "eyeriss-isca256.yaml"
+
+
+def test_run_length_code_of_known_vectors():
+    # 5 | 0 0 0 7 | 31 zeros + a zero that closes the run | 8 zeros 3  -> 4 pairs -> 2 words of 3 pairs
+    vector = np.array([5, 0, 0, 0, 7] + [0] * 40 + [3])
+    assert rlc_words(vector) == 2
+    assert rlc_words(np.array([1, 0, 0])) == 1  # (0, 1) and a closing pair for the trailing zeros
+    assert rlc_words(np.zeros(64)) == 1  # two pairs of 32 zeros
+    assert rlc_words(np.arange(1, 7)) == 2  # six non-zero values: six pairs
+    assert rlc_words(np.arange(1, 8), bits=8) == 2  # 8-bit values: four 13-bit pairs per word
+
+
+def test_expected_compression_from_density():
+    assert rlc_expected_ratio(1.0, 16) == pytest.approx(64 / 48)  # dense data grows by a third
+    assert rlc_expected_ratio(0.0, 16) == pytest.approx(64 / 3 / 32 / 16)  # a pair per 32 zeros
+    rng = np.random.default_rng(0)
+    stream = rng.random(200_000) < 0.3
+    measured = rlc_words(stream) * 64 / (stream.size * 16)
+    assert measured == pytest.approx(rlc_expected_ratio(0.3, 16), rel=0.01)
+    assert sigmap_ratio(0.25, 16) == pytest.approx((1 + 4) / 16)
+
+
+@st.composite
+def sparse_values(draw):
+    layer = draw(small_layers())
+    tiling = draw(tilings(layer))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=(layer.N, layer.G * layer.C, layer.H, layer.W)) * (rng.random(1) < 0.9)
+    w = rng.integers(-1, 2, size=(layer.G * layer.M, layer.C, layer.R, layer.S))
+    return layer, tiling, x, w
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=sparse_values())
+def test_zero_gating_matches_the_trace_walk_on_sparse_values(case):
+    layer, tiling, x, w = case
+    ref_counts, ref_macs, ref_executed, ref_cycles = trace_counts(layer.shape, tiling, x=x, w=w)
+    io = LayerIO("x", "w", "y")
+    dense, gated, executed = conv_zero_counts(x, w, layer, io)
+    assert (dense, gated, executed) == (ref_macs, ref_counts[df.RF, df.WEIGHTS, df.READ], ref_executed)
+    hw = with_overrides(load_hardware(ISCA), {"sparsity.zero_gating": True, "array.rows": 64, "array.cols": 64,
+                                              "rf.words": 4096, "glb.size_kb": 4096})
+    counts = type("C", (), {"macs": dense, "gated": gated, "executed": executed, "ifmap_density": 1.0,
+                            "ofmap_density": 1.0, "ifmap_rlc_words": 0, "ofmap_rlc_words": 0, "ifmap_values": 0,
+                            "ofmap_values": 0})
+    effects = zero_effects(Density(), counts, io, True, "none", (16, 16))
+    result = estimate_layer(layer, Target.of(hw), Mapping(**tiling), effects=effects)
+    np.testing.assert_array_equal(result.energy.counts, ref_counts)
+    assert result.energy.macs_executed == ref_executed
+    assert result.timing.compute_cycles == ref_cycles == compute_cycles(layer, Mapping(**tiling))
+
+
+def test_halving_every_width_halves_data_energy():
+    pins = eyesim.estimate(ALEXNET, ISCA).layers
+    mapping = {lr.layer.name: lr.mapping for lr in pins}
+    full = eyesim.estimate(ALEXNET, ISCA, mapping=mapping, bits={"weights": 16, "ifmap": 16, "psum": 16})
+    half = eyesim.estimate(ALEXNET, ISCA, mapping=mapping, bits={"weights": 8, "ifmap": 8, "psum": 8})
+    for a, b in zip(full.layers, half.layers, strict=True):
+        data_a = a.energy.total - a.energy.by_level["mac"]
+        data_b = b.energy.total - b.energy.by_level["mac"]
+        assert data_b == pytest.approx(data_a / 2, rel=1e-12)
+        assert b.energy.by_level["mac"] == pytest.approx(a.energy.by_level["mac"] / 4, rel=1e-12)
+
+
+def test_narrower_words_are_searched_again():
+    wide = eyesim.estimate(ALEXNET, CHIP)
+    narrow = eyesim.estimate(ALEXNET, CHIP, bits={"weights": 4, "ifmap": 4, "psum": 8})
+    assert any(a.mapping != b.mapping for a, b in zip(wide.layers, narrow.layers, strict=True))
+    conv3 = narrow.layers[2]
+    assert conv3.mapping.p * conv3.mapping.q * 3 * 4 <= 224 * 16  # filter scratchpad in bits
+
+
+def test_densities_from_the_user_drive_the_analytical_rule():
+    res = eyesim.estimate(ALEXNET, CHIP, densities={"ifmap": 0.4, "conv3.ifmap": 0.3, "weights": 0.5})
+    conv1, conv3 = res.layers[0], res.layers[2]
+    assert conv3.density.ifmap == 0.3 and conv1.density.ifmap == 0.4
+    assert conv3.energy.macs_executed == round(conv3.energy.macs * 0.5 * 0.3)
+    assert conv3.effects.ifmap_dram == pytest.approx(rlc_expected_ratio(0.3, 16))
+    assert conv1.effects.ifmap_dram == 1.0  # the input image is stored as it is
+    assert "user (conv3)" in conv3.density.source
+    dense = eyesim.estimate(ALEXNET, CHIP)
+    assert res.total()["energy"]["total"] < dense.total()["energy"]["total"]
+
+
+def tiny_model(path: Path, rng: np.random.Generator) -> None:
+    """Conv -> Relu -> Conv (weights with zeros) -> Relu -> Flatten -> Gemm, with real weights."""
+    w1 = rng.normal(size=(4, 1, 3, 3)).astype(np.float32)
+    w2 = (rng.normal(size=(6, 4, 3, 3)) * (rng.random((6, 4, 3, 3)) < 0.5)).astype(np.float32)
+    w3 = rng.normal(size=(5, 6 * 4 * 4)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", strides=[2, 2], pads=[0, 0, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("Flatten", ["r2"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w3"], ["y"], name="fc", transB=1)]
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (w3, "w3"))]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+
+
+def test_measured_density_equals_the_captured_tensor(tmp_path):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, rng)
+    x = rng.normal(size=(20, 1, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "s.npz", x=x)
+    res = eyesim.estimate(path, CHIP, samples=tmp_path / "s.npz", batch=20)
+    model = onnx.load(path)
+    model.graph.output.extend([helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in ("r1", "r2")])
+    r1, r2 = ort.InferenceSession(model.SerializeToString()).run(["r1", "r2"], {"x": x})
+    conv1, conv2, fc = res.layers
+    assert conv2.density.ifmap == pytest.approx(np.count_nonzero(r1) / r1.size)
+    assert conv1.density.ofmap == pytest.approx(np.count_nonzero(r1) / r1.size)
+    assert fc.density.ifmap == pytest.approx(np.count_nonzero(r2) / r2.size)
+    assert conv2.density.weights == pytest.approx(np.count_nonzero(numpy_helper.to_array(model.graph.initializer[1]))
+                                                  / (6 * 4 * 9))
+    assert "ifmap: samples" in conv2.density.source and "weights: onnx" in conv2.density.source
+    # exact executed MACs from the values, at the samples' own batch
+    layer = conv2.layer
+    padded = np.zeros((20, 4, layer.H, layer.W), dtype=np.float32)
+    padded[:, :, :8, :8] = r1
+    _, gated, executed = trace_gated(layer, padded, numpy_helper.to_array(model.graph.initializer[1]))
+    assert conv2.energy.macs_executed == executed
+    assert conv2.energy.counts[df.RF, df.WEIGHTS, df.READ] == gated
+    assert conv1.effects.ifmap_dram == 1.0 and conv2.effects.ifmap_dram != 1.0
+
+
+def trace_gated(layer, x, w):
+    """MACs, non-zero-ifmap MACs and both-non-zero MACs by direct enumeration."""
+    dense = gated = executed = 0
+    for n in range(layer.N):
+        for m in range(layer.M):
+            for c in range(layer.C):
+                for e in range(layer.E):
+                    for f in range(layer.F):
+                        for r in range(layer.R):
+                            for s in range(layer.S):
+                                a = x[n, c, e * layer.U + r, f * layer.Uw + s]
+                                dense += 1
+                                gated += a != 0
+                                executed += a != 0 and w[m, c, r, s] != 0
+    return dense, gated, executed
+
+
+def test_time_power_and_joules_are_reported():
+    res = eyesim.estimate(ALEXNET, CHIP, batch=4)
+    total = res.total()
+    assert total["latency_s"] == pytest.approx(sum(lr.timing.latency_s for lr in res.layers))
+    assert total["fps"] == pytest.approx(4 / total["latency_s"])
+    assert total["energy_j"] == pytest.approx(total["energy"]["total"] * 1.2e-12)
+    assert total["power_w"] == pytest.approx(total["energy_j"] / total["latency_s"])
+    fc6 = res.layers[5]
+    assert fc6.timing.bound == "dram"  # 37.7 M weights over a 64-bit, 60 MHz link
+    conv1 = res.layers[0]
+    assert conv1.timing.compute_cycles == compute_cycles(conv1.layer, conv1.mapping)
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"bits": {"weights": 0}}, "from 1 to 32"),
+    ({"bits": {"ifmap": 33}}, "from 1 to 32"),
+    ({"densities": {"ifmap": 1.5}}, "from 0 to 1"),
+    ({"densities": {"conv9.ifmap": 0.5}}, "conv9"),
+    ({"densities": {"conv1.zeros": 0.5}}, "data type"),
+])
+def test_bad_settings_are_refused_naming_the_value(kwargs, needle):
+    with pytest.raises(EyesimError, match=needle):
+        eyesim.estimate(ALEXNET, CHIP, **kwargs)
+
+
+def test_samples_that_do_not_fit_the_model(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, np.random.default_rng(2))
+    np.save(tmp_path / "bad.npy", np.zeros((3, 1, 9, 9), dtype=np.float32))
+    with pytest.raises(EyesimError, match="do not fit"):
+        eyesim.estimate(path, CHIP, samples=tmp_path / "bad.npy")
