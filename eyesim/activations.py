@@ -64,6 +64,10 @@ def measure(model_path: str | Path, workload: Workload, samples: np.ndarray, bit
     input_name = check_samples(samples, workload, label)
     model = onnx.load(str(model_path))
     weights = model_weights(model)
+    missing = [vi.name for vi in model.graph.input if vi.name not in weights and vi.name not in workload.inputs]
+    if missing:
+        raise EyesimError(f"{label}: running samples needs a model with weights; {missing[0]!r} (and "
+                          f"{len(missing) - 1} more) have no values (a shape-only model)")
     wanted = sorted({t for io in workload.io.values() for t in (io.ifmap, io.ofmap)} - set(workload.inputs))
     try:
         session = ort.InferenceSession(_with_outputs(model, wanted).SerializeToString(),

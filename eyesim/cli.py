@@ -31,10 +31,23 @@ def main(ctx: click.Context, debug: bool) -> None:
                    "Layers it does not name are searched.")
 @click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Write the result to FILE.json or FILE.csv (repeatable).")
+@click.option("--bits", "bits_text", metavar="TYPE=BITS,...",
+              help="Bit widths per data type, e.g. weights=8,ifmap=8,psum=16 (1 to 32); replaces the hardware "
+                   "file's. Data energy scales with bits/16, MAC energy with (w/16)(ifmap/16); capacities are in "
+                   "bits, so the search re-optimizes.")
+@click.option("--samples", type=click.Path(dir_okay=False, path_type=Path),
+              help="Model inputs (.npy, or .npz with array x) to run through the model (onnxruntime) to measure "
+                   "each layer's ifmap and ofmap densities and count zero-skipped MACs exactly.")
+@click.option("--density", "density_items", multiple=True, metavar="[LAYER.]TYPE=D",
+              help="Non-zero fraction (0 to 1) of weights, ifmap or ofmap, for every layer (ifmap=0.4) or one "
+                   "(conv3.ifmap=0.3); repeatable; wins over measured values.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw the per-layer energy bars to FILE.png or FILE.svg (needs eyesim[plot]).")
 @click.option("--quiet", is_flag=True, help="Do not print the table.")
 @click.pass_context
 def estimate(ctx: click.Context, model: Path, hw_file: Path, batch: int, mapping_file: Path | None,
-             outputs: tuple[Path, ...], quiet: bool) -> None:
+             outputs: tuple[Path, ...], bits_text: str | None, samples: Path | None,
+             density_items: tuple[str, ...], plot_file: Path | None, quiet: bool) -> None:
     """Estimate per-layer energy of the ONNX MODEL on the accelerator in --hw."""
     from eyesim.estimate import estimate as run
     from eyesim.report import summary, table
@@ -43,17 +56,55 @@ def estimate(ctx: click.Context, model: Path, hw_file: Path, batch: int, mapping
         for out in outputs:
             if out.suffix.lower() not in (".json", ".csv"):
                 raise EyesimError(f"{out}: output must end in .json or .csv")
-        result = _with_progress(lambda progress: run(model, hw_file, batch=batch, mapping=mapping_file,
-                                                     progress=progress))
+        options = {"batch": batch, "mapping": mapping_file, "bits": _bits(bits_text), "samples": samples,
+                   "densities": _densities(density_items)}
+        result = _with_progress(lambda progress: run(model, hw_file, progress=progress, **options))
         for out in outputs:
             result.write(out)
+        if plot_file is not None:
+            from eyesim.plot import plot_result
+
+            plot_result(result.to_dict(), plot_file)
         if not quiet:
             click.echo(summary(result))
             click.echo(table(result))
-        for out in outputs:
+        for out in (*outputs, *([plot_file] if plot_file else [])):
             click.echo(f"wrote {out}", err=True)
 
     _guarded(ctx, work)
+
+
+def _pairs(text: str, option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise EyesimError(f"{option} {item!r}: expected KEY=VALUE")
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _bits(text: str | None) -> dict[str, int] | None:
+    if text is None:
+        return None
+    bits = {}
+    for key, value in _pairs(text, "--bits"):
+        try:
+            bits[key] = int(value)
+        except ValueError:
+            raise EyesimError(f"--bits {key}={value}: a bit width is a whole number from 1 to 32") from None
+    return bits
+
+
+def _densities(items: tuple[str, ...]) -> dict[str, float]:
+    densities = {}
+    for item in items:
+        for key, value in _pairs(item, "--density"):
+            try:
+                densities[key] = float(value)
+            except ValueError:
+                raise EyesimError(f"--density {key}={value}: a density is a number from 0 to 1") from None
+    return densities
 
 
 def _with_progress(job):

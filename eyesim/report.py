@@ -30,17 +30,20 @@ def _energy_cells(by_level: dict, by_type: dict, total: float) -> list[str]:
 def table(result: Result) -> str:
     """A fixed-width table, one row per layer and a TOTAL row, units in the header."""
     head = ["layer", "op", "shape C*H*W>M*E*F kRxS/U gG", "MACs [M]", "m n e p q r t", "PEs",
-            *LEVEL_HEAD, *TYPE_HEAD, "total"]
+            *LEVEL_HEAD, *TYPE_HEAD, "total", "run MACs [M]", "d_w", "d_i", "ms", "bound"]
     rows = []
     for lr in result.layers:
         e = lr.energy
         rows.append([lr.layer.name, lr.layer.op, _shape(lr), f"{e.macs / 1e6:,.1f}", _mapping(lr), str(lr.active_pes),
-                     *_energy_cells(e.by_level, e.by_type, e.total)])
+                     *_energy_cells(e.by_level, e.by_type, e.total), f"{e.macs_executed / 1e6:,.1f}",
+                     f"{lr.density.weights:.2f}", f"{lr.density.ifmap:.2f}", f"{lr.timing.latency_s * 1e3:.3f}",
+                     lr.timing.bound])
     tot = result.total()
     rows.append(["TOTAL", "", "", f"{tot['macs'] / 1e6:,.1f}", "", "",
-                 *_energy_cells(tot["energy"]["by_level"], tot["energy"]["by_type"], tot["energy"]["total"])])
+                 *_energy_cells(tot["energy"]["by_level"], tot["energy"]["by_type"], tot["energy"]["total"]),
+                 f"{tot['macs_executed'] / 1e6:,.1f}", "", "", f"{tot['latency_s'] * 1e3:.3f}", ""])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    numeric = set(range(3, len(head))) - {4}
+    numeric = set(range(3, len(head) - 1)) - {4}
 
     def line(cells: list[str]) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))
@@ -66,6 +69,12 @@ def summary(result: Result) -> str:
         "energy unit: one 16-bit MAC = 1 (costs per access: "
         + ", ".join(f"{k} {getattr(hw.energy, k):g}" for k in ENERGY_LEVELS) + "); * = pinned mapping",
     ]
+    tot = result.total()
+    joules = "" if tot["energy_j"] is None else (f"  |  {tot['energy_j'] * 1e3:.3f} mJ, {tot['power_w'] * 1e3:.1f} mW "
+                                                 f"(energy.pj_per_unit {hw.energy.pj_per_unit:g})")
+    lines.append(f"latency {tot['latency_s'] * 1e3:.3f} ms for the batch, {tot['fps']:.1f} frames/s at "
+                 f"{hw.clock_mhz:g} MHz{joules}; zero gating {'on' if hw.sparsity.zero_gating else 'off'}, "
+                 f"DRAM fmaps {hw.sparsity.dram_compression}")
     if result.not_modelled:
         ops: dict[str, int] = {}
         for nm in result.not_modelled:

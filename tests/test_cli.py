@@ -130,3 +130,47 @@ def test_real_process_error_output(tmp_path, debug):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("eyesim: error:")
     assert ("Traceback" in proc.stderr) == debug
+
+
+def test_bits_density_and_time_reach_the_outputs(tmp_path):
+    js = tmp_path / "r.json"
+    res = run("estimate", ALEXNET, "--hw", CHIP, "--bits", "weights=8,ifmap=8,psum=16", "--density", "ifmap=0.5",
+              "--density", "conv3.ifmap=0.3", "-o", str(js))
+    assert res.exit_code == 0, res.output
+    data = json.loads(js.read_text())
+    assert data["bits"] == {"weights": 8, "ifmap": 8, "psum": 16}
+    conv3 = data["layers"][2]
+    assert conv3["density"]["ifmap"] == 0.3 and conv3["macs_executed"] < conv3["macs"]
+    assert set(conv3["time"]) == {"compute_cycles", "dram_cycles", "cycles", "latency_s", "bound"}
+    assert {"latency_s", "fps", "power_w", "energy_j"} <= set(data["total"])
+    assert "frames/s" in res.stdout
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--bits", "weights=0"], "from 1 to 32"),
+    (["--bits", "ifmap=40"], "from 1 to 32"),
+    (["--bits", "weights"], "KEY=VALUE"),
+    (["--bits", "weights=eight"], "whole number"),
+    (["--density", "ifmap=1.2"], "from 0 to 1"),
+    (["--density", "ifmap=-0.1"], "from 0 to 1"),
+    (["--density", "conv99.ifmap=0.5"], "conv99"),
+    (["--samples", "nothere.npz"], "nothere.npz"),
+])
+def test_bad_sparsity_and_bitwidth_options(args, needle):
+    assert_one_line_error(run("estimate", ALEXNET, "--hw", CHIP, *args), needle)
+
+
+def test_samples_for_a_shape_only_model_are_refused_clearly(tmp_path):
+    np_path = tmp_path / "s.npy"
+    import numpy as np
+
+    np.save(np_path, np.zeros((2, 3, 5, 5), dtype=np.float32))
+    assert_one_line_error(run("estimate", ALEXNET, "--hw", CHIP, "--samples", str(np_path)), "do not fit")
+
+
+def test_samples_for_a_shape_only_model_say_weights_are_needed(tmp_path):
+    import numpy as np
+
+    np_path = tmp_path / "s.npy"
+    np.save(np_path, np.zeros((2, 3, 227, 227), dtype=np.float32))
+    assert_one_line_error(run("estimate", ALEXNET, "--hw", CHIP, "--samples", str(np_path)), "shape-only")
