@@ -73,6 +73,7 @@ def graph_macs(model: onnx.ModelProto) -> int:
     graph = onnx.shape_inference.infer_shapes(model, data_prop=True).graph
     dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in (*graph.input, *graph.value_info, *graph.output)}
+    dims |= {init.name: list(init.dims) for init in graph.initializer}
     total = 0
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
