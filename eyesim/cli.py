@@ -84,27 +84,26 @@ def _pairs(text: str, option: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _typed_pairs(texts: tuple[str, ...], option: str, convert: type, what: str) -> dict:
+    """``KEY=VALUE,...`` items (from one or more option values) with converted values."""
+    out = {}
+    for text in texts:
+        for key, value in _pairs(text, option):
+            try:
+                out[key] = convert(value)
+            except ValueError:
+                raise EyesimError(f"{option} {key}={value}: {what}") from None
+    return out
+
+
 def _bits(text: str | None) -> dict[str, int] | None:
     if text is None:
         return None
-    bits = {}
-    for key, value in _pairs(text, "--bits"):
-        try:
-            bits[key] = int(value)
-        except ValueError:
-            raise EyesimError(f"--bits {key}={value}: a bit width is a whole number from 1 to 32") from None
-    return bits
+    return _typed_pairs((text,), "--bits", int, "a bit width is a whole number from 1 to 32")
 
 
 def _densities(items: tuple[str, ...]) -> dict[str, float]:
-    densities = {}
-    for item in items:
-        for key, value in _pairs(item, "--density"):
-            try:
-                densities[key] = float(value)
-            except ValueError:
-                raise EyesimError(f"--density {key}={value}: a density is a number from 0 to 1") from None
-    return densities
+    return _typed_pairs(items, "--density", float, "a density is a number from 0 to 1")
 
 
 def _with_progress(job):
