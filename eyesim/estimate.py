@@ -82,7 +82,14 @@ def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, 
         check_mapping(layer, target, pinned)
         chosen, evaluated = pinned, 0
     else:
-        chosen, evaluated = best_mapping(layer, target, cache, cost, mac)
+        try:
+            chosen, evaluated = best_mapping(layer, target, cache, cost, mac)
+        except EyesimError:
+            if not layer.covers_input:
+                raise
+            # a filter taller than the array: run the same MACs over the flattened input
+            layer = layer.flattened()
+            chosen, evaluated = best_mapping(layer, target, cache, cost, mac)
     counts, macs = layer_counts(layer, target.vec, chosen.vector())
     return LayerResult(layer=layer, mapping=chosen, pinned=pinned is not None,
                        active_pes=layer.R * chosen.e * chosen.r * chosen.t,

@@ -72,6 +72,15 @@ class Layer:
     def n_ofmap(self) -> int:
         return self.N * self.G * self.M * self.E * self.F
 
+    @property
+    def covers_input(self) -> bool:
+        """A fully connected layer written as a convolution whose filter covers its whole input."""
+        return self.E == self.F == 1 and self.R == self.H and self.S == self.W and self.R * self.S > 1
+
+    def flattened(self) -> Layer:
+        """The same fully connected layer over the flattened input: C*R*S channels, 1 x 1 filters."""
+        return Layer(**{**self.__dict__, "C": self.C * self.R * self.S, "H": 1, "W": 1, "R": 1, "S": 1})
+
     def with_batch(self, batch: int) -> Layer:
         return Layer(**{**self.__dict__, "N": batch})
 

@@ -16,6 +16,7 @@ from eyesim.hardware import load_hardware, with_overrides
 from eyesim.mapping import Mapping, load_mapping_file
 from eyesim.model import layer_vector
 from eyesim.search import mapping_energy
+from eyesim.workload import Layer, Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 ALEXNET = ROOT / "models_onnx" / "alexnet.onnx"
@@ -131,3 +132,14 @@ def test_reported_energy_equals_the_search_objective():
 def test_batch_must_be_positive():
     with pytest.raises(EyesimError, match="batch"):
         eyesim.estimate(ALEXNET, CHIP, batch=0)
+
+
+def test_fully_connected_layer_taller_than_the_array_runs_flattened():
+    fc = Layer("fc", "Gemm", N=1, G=1, C=16, M=10, H=6, W=6, R=6, S=6, E=1, F=1)
+    small = with_overrides(load_hardware(CHIP), {"array.rows": 5})  # the 6x6 filter needs 6 rows
+    (result,) = eyesim.estimate(Workload("fc", 1, (fc,)), small).layers
+    assert (result.layer.C, result.layer.R, result.layer.S) == (16 * 36, 1, 1)
+    assert result.energy.macs == fc.macs
+    conv = Layer("conv", "Conv", N=1, G=1, C=16, M=10, H=8, W=8, R=6, S=6, E=3, F=3)
+    with pytest.raises(EyesimError, match="array"):
+        eyesim.estimate(Workload("conv", 1, (conv,)), small)
