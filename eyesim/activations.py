@@ -9,41 +9,11 @@ import onnx
 from onnx import numpy_helper
 
 from eyesim.errors import EyesimError
+from eyesim.onnx_run import Samples, check_samples, data_input, load_model, load_samples
 from eyesim.sparsity import ValueCounts, merge_counts, value_counts
 from eyesim.workload import Workload
 
 CHUNK = 16  # sample images per onnxruntime run
-
-
-def load_samples(path: str | Path) -> np.ndarray:
-    """Model inputs from ``.npy`` (the array) or ``.npz`` (key ``x``, or its only array)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EyesimError(f"{path}: samples file not found")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise EyesimError(f"{path}: not a .npy or .npz file ({err})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        keys = list(data.keys())
-        if "x" not in keys and len(keys) != 1:
-            raise EyesimError(f"{path}: an .npz of samples needs an array 'x' (it has {', '.join(keys) or 'none'})")
-        data = data["x" if "x" in keys else keys[0]]
-    return np.asarray(data)
-
-
-def check_samples(samples: np.ndarray, workload: Workload, label: str) -> str:
-    """The data input the samples feed; refuses samples whose shape does not fit it."""
-    if len(workload.inputs) != 1:
-        raise EyesimError(f"{label}: samples need a model with one data input (it has {len(workload.inputs)})")
-    name, dims = next(iter(workload.inputs.items()))
-    if samples.ndim != len(dims) or tuple(samples.shape[1:]) != tuple(dims[1:]):
-        want = "x".join(str(d) for d in ("any", *dims[1:]))
-        raise EyesimError(f"{label}: samples of shape {'x'.join(map(str, samples.shape))} do not fit the model's "
-                          f"input {name!r} ({want})")
-    if samples.shape[0] < 1:
-        raise EyesimError(f"{label}: no samples")
-    return name
 
 
 def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -55,31 +25,32 @@ def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return weights
 
 
-def measure(model_path: str | Path, workload: Workload, samples: np.ndarray, bits: tuple[int, int],
-            progress=None) -> dict[str, ValueCounts]:
-    """Per-layer value counts over ``samples`` (images first), running the model with onnxruntime."""
+def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np.ndarray | str | Path,
+            bits: tuple[int, int], progress=None) -> dict[str, ValueCounts]:
+    """Per-layer value counts over ``samples`` (images first, or a .npy/.npz path), run with onnxruntime."""
     import onnxruntime as ort
 
-    label = str(model_path)
-    input_name = check_samples(samples, workload, label)
-    model = onnx.load(str(model_path))
+    label = workload.model if isinstance(model, onnx.ModelProto) else str(model)
+    model = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    found = Samples(samples, None, label) if isinstance(samples, np.ndarray) else load_samples(samples, False)
     weights = model_weights(model)
     missing = [vi.name for vi in model.graph.input if vi.name not in weights and vi.name not in workload.inputs]
     if missing:
         raise EyesimError(f"{label}: running samples needs a model with weights; {missing[0]!r} (and "
                           f"{len(missing) - 1} more) have no values (a shape-only model)")
+    samples = check_samples(model, found)
+    input_name = data_input(model).name
     wanted = sorted({t for io in workload.io.values() for t in (io.ifmap, io.ofmap)} - set(workload.inputs))
     try:
         session = ort.InferenceSession(_with_outputs(model, wanted).SerializeToString(),
                                        providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
         raise EyesimError(f"{label}: onnxruntime cannot load the model ({_last_line(err)})") from None
-    dtype = np.float32 if session.get_inputs()[0].type == "tensor(float)" else None
     fixed = workload.inputs[input_name][0] if not _symbolic_batch(model, input_name) else None
     counts: dict[str, ValueCounts | None] = dict.fromkeys(workload.io)
     step = fixed or CHUNK
     for start in range(0, len(samples) - len(samples) % step if fixed else len(samples), step):
-        batch = samples[start:start + step].astype(dtype) if dtype else samples[start:start + step]
+        batch = samples[start:start + step]
         try:
             values = dict(zip([input_name, *wanted], [batch, *session.run(wanted, {input_name: batch})],
                               strict=True))

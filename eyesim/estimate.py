@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import onnx
 
 from eyesim import dataflow as df
-from eyesim.activations import load_samples, measure, model_weights
+from eyesim.activations import measure, model_weights
 from eyesim.errors import EyesimError
 from eyesim.hardware import Bits, Hardware, load_hardware
 from eyesim.mapping import Mapping, load_mapping_file, violation
@@ -18,7 +17,7 @@ from eyesim.model import access_costs, breakdown, hw_vector, layer_costs, layer_
 from eyesim.onnx_import import load_workload
 from eyesim.result import LayerResult, Result
 from eyesim.search import search_layer
-from eyesim.sparsity import Density, ValueCounts, ZeroEffects, zero_effects
+from eyesim.sparsity import Density, ValueCounts, ZeroEffects, dram_ratio, rlc_words, zero_effects
 from eyesim.timing import layer_timing
 from eyesim.workload import Layer, Workload
 
@@ -57,7 +56,7 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
     target = Target.of(*_hardware(hw, bits))
     pinned = _pinned(mapping, workload)
     user = _user_densities(densities, workload)
-    weights = _weight_densities(model, workload)
+    weights = _weight_stats(model, workload, target.bits.weights)
     counts = _sample_counts(model, workload, samples, target.bits)
     cache: SearchCache = {}
     results = []
@@ -66,6 +65,7 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
         exact = None if user.get(layer.name) or user.get("") else counts.get(layer.name)
         effects = zero_effects(density, exact, workload.io.get(layer.name), target.hw.sparsity.zero_gating,
                                target.hw.sparsity.dram_compression, (target.bits.ifmap, target.bits.psum))
+        effects = replace(effects, weights_dram=_weight_ratio(layer.name, density, weights, user, target))
         results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
         if progress is not None:
             progress(layer.name)
@@ -186,30 +186,36 @@ def _user_densities(densities, workload: Workload) -> dict[str, dict[str, float]
     return out
 
 
-def _weight_densities(model, workload: Workload) -> dict[str, float]:
-    """Non-zero fraction of each layer's weights, where the ONNX file holds them."""
+def _weight_stats(model, workload: Workload, bits: int) -> dict[str, tuple[float, int, int]]:
+    """(non-zero fraction, run-length coded 64-bit words, values) of each layer's weights in the ONNX file."""
     if isinstance(model, Workload):
         return {}
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     weights = model_weights(proto)
-    return {name: np.count_nonzero(weights[io.weights]) / weights[io.weights].size
-            for name, io in workload.io.items() if io.weights in weights}
+    return {name: (np.count_nonzero(w) / w.size, rlc_words(w, bits), w.size)
+            for name, io in workload.io.items() if (w := weights.get(io.weights)) is not None}
 
 
 def _sample_counts(model, workload: Workload, samples, bits: Bits) -> dict[str, ValueCounts]:
     if samples is None:
         return {}
-    if not isinstance(model, str | os.PathLike):
-        raise EyesimError("samples need the model as an ONNX file path")
-    array = samples if isinstance(samples, np.ndarray) else load_samples(samples)
-    return measure(Path(model), workload, array, (bits.ifmap, bits.psum))
+    if isinstance(model, Workload):
+        raise EyesimError("samples need the ONNX model (a path or a ModelProto), not a Workload")
+    return measure(model, workload, samples, (bits.ifmap, bits.psum))
+
+
+def _weight_ratio(name: str, density: Density, weights: dict, user: dict, target: Target) -> float:
+    """Stored / raw bits of the layer's weights in DRAM: run-length words counted from the values when known."""
+    given = user.get(name, {}).get("weights", user.get("", {}).get("weights"))
+    measured = weights[name][1:] if name in weights and given is None else ()
+    return dram_ratio(target.hw.sparsity.weight_compression, density.weights, target.bits.weights, *measured)
 
 
 def _density(name: str, user: dict, weights: dict, counts: dict[str, ValueCounts]) -> Density:
     """Densities by priority: this layer's user value, the global user value, measured, dense."""
     values, sources = {}, {}
     measured = counts.get(name)
-    found = {"weights": (weights.get(name), "onnx"),
+    found = {"weights": (weights[name][0] if name in weights else None, "onnx"),
              "ifmap": (measured.ifmap_density if measured else None, "samples"),
              "ofmap": (measured.ofmap_density if measured else None, "samples")}
     for dtype in DENSITY_TYPES:

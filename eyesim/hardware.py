@@ -89,6 +89,7 @@ class SparsitySpec:
 
     zero_gating: bool = False  # a zero ifmap skips the MAC and the filter RF read (energy, not time)
     dram_compression: str = "none"  # fmaps in DRAM: none, rlc (the chip's run-length code) or sigmap
+    weight_compression: str = "none"  # weights in DRAM, likewise (the chip stores them uncompressed)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ FIELDS: dict[str, _Rule] = {
     **{f"energy.provenance.{cost}": _Rule(str, required=False) for cost in (*COSTS, "pj_per_unit")},
     "sparsity.zero_gating": _Rule(bool, required=False),
     "sparsity.dram_compression": _Rule(str, required=False, choices=COMPRESSIONS),
+    "sparsity.weight_compression": _Rule(str, required=False, choices=COMPRESSIONS),
 }
 SECTIONS = frozenset(path.rsplit(".", 1)[0] for path in FIELDS if "." in path)
 _RF_SPLIT = ("rf.filter_words", "rf.ifmap_words", "rf.psum_words")

@@ -63,6 +63,7 @@ def layer_costs(base: np.ndarray, base_mac: float, effects: ZeroEffects) -> tupl
     cost = base.copy()
     cost[df.DRAM, df.IFMAP] *= effects.ifmap_dram
     cost[df.DRAM, df.PSUM] *= effects.ofmap_dram
+    cost[df.DRAM, df.WEIGHTS] *= effects.weights_dram
     cost[df.RF, df.WEIGHTS] *= effects.gated
     return cost, base_mac * effects.executed
 

@@ -162,7 +162,7 @@ def _validate(proto: onnx.ModelProto) -> list[str]:
         raise EyesimError("the model imports no ai.onnx opset")
     if opsets[0] < MIN_OPSET:
         raise EyesimError(f"opset {opsets[0]} is older than {MIN_OPSET}, the oldest eyesim reads")
-    names = _node_names(proto.graph.node)
+    names = node_names(proto.graph.node)
     for node, node_name in zip(proto.graph.node, names, strict=True):
         _check_known(node, node_name)
     _check(proto)
@@ -202,7 +202,7 @@ def _weights_as_inputs(model: onnx.ModelProto) -> set[str]:
     return params
 
 
-def _node_names(nodes: list[onnx.NodeProto]) -> list[str]:
+def node_names(nodes: list[onnx.NodeProto]) -> list[str]:
     taken = {node.name for node in nodes if node.name}
     seen: set[str] = set()
     names = []

@@ -62,7 +62,8 @@ class LayerResult:
             "macs_executed": self.energy.macs_executed,
             "zero_counts": "exact from sample values" if self.effects.exact else "from densities",
             "compression": {"ifmap": self.effects.ifmap_dram, "ofmap": self.effects.ofmap_dram,
-                            "scheme": hw.sparsity.dram_compression},
+                            "scheme": hw.sparsity.dram_compression, "weights": self.effects.weights_dram,
+                            "weight_scheme": hw.sparsity.weight_compression},
             "time": {"compute_cycles": self.timing.compute_cycles, "dram_cycles": self.timing.dram_cycles,
                      "cycles": self.timing.cycles, "latency_s": self.timing.latency_s, "bound": self.timing.bound},
             "energy_j": (joules := self.joules(hw)),
@@ -147,6 +148,7 @@ def _flat(layer: dict) -> dict:
            "macs": layer["macs"], "active_pes": layer["active_pes"], "macs_executed": layer["macs_executed"],
            **{f"density_{k}": v for k, v in layer["density"].items()},
            "compression_ifmap": layer["compression"]["ifmap"], "compression_ofmap": layer["compression"]["ofmap"],
+           "compression_weights": layer["compression"]["weights"],
            **layer["time"], "energy_j": layer["energy_j"], "power_w": layer["power_w"]}
     for level, types in layer["accesses"].items():
         for dtype, rws in types.items():

@@ -55,6 +55,7 @@ class ZeroEffects:
     ifmap_dram: float = 1.0  # DRAM ifmap bits as stored / raw
     ofmap_dram: float = 1.0  # DRAM ofmap bits as stored / raw
     exact: bool = False  # counted from values
+    weights_dram: float = 1.0  # DRAM weight bits as stored / raw
 
 
 # ----------------------------------------------------------------------------- compression

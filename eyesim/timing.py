@@ -48,9 +48,9 @@ def compute_cycles(layer: Layer, mp: Mapping) -> int:
 
 
 def dram_bits(counts: np.ndarray, bits: Bits, effects: ZeroEffects) -> float:
-    """Bits crossing the DRAM link: weights as they are, fmaps as stored."""
+    """Bits crossing the DRAM link, as stored (compressed or not)."""
     dram = counts[df.DRAM].sum(axis=1)  # per data type
-    return (dram[df.WEIGHTS] * bits.weights + dram[df.IFMAP] * bits.ifmap * effects.ifmap_dram
+    return (dram[df.WEIGHTS] * bits.weights * effects.weights_dram + dram[df.IFMAP] * bits.ifmap * effects.ifmap_dram
             + dram[df.PSUM] * bits.psum * effects.ofmap_dram)
 
 

@@ -212,3 +212,19 @@ def test_samples_that_do_not_fit_the_model(tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((3, 1, 9, 9), dtype=np.float32))
     with pytest.raises(EyesimError, match="do not fit"):
         eyesim.estimate(path, CHIP, samples=tmp_path / "bad.npy")
+
+
+def test_weight_compression_from_the_stored_weights(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, rng)
+    w2 = numpy_helper.to_array(onnx.load(path).graph.initializer[1])
+    rlc = with_overrides(load_hardware(CHIP), {"sparsity.weight_compression": "rlc"})
+    conv2 = eyesim.estimate(path, rlc).layers[1]
+    assert conv2.effects.weights_dram == pytest.approx(rlc_words(w2) * 64 / (w2.size * 16))
+    sig = with_overrides(load_hardware(CHIP), {"sparsity.weight_compression": "sigmap"})
+    conv2 = eyesim.estimate(path, sig, densities={"conv2.weights": 0.25}).layers[1]
+    assert conv2.effects.weights_dram == pytest.approx((1 + 0.25 * 16) / 16)
+    plain = eyesim.estimate(path, CHIP).layers[1]
+    assert plain.effects.weights_dram == 1.0  # the chip stores filters uncompressed
+    assert conv2.energy.by_type["weights"] < plain.energy.by_type["weights"]
