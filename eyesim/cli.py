@@ -133,3 +133,7 @@ def _guarded(ctx: click.Context, work) -> None:
         click.echo(f"eyesim: internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)",
                    err=True)
         sys.exit(1)
+
+from eyesim.cli_prune import prune  # noqa: E402 - registered after main is defined
+
+main.add_command(prune)

@@ -632,7 +632,6 @@ def test_path_like_and_name(tmp_path: Path) -> None:
 ALEXNET = MODELS_DIR / "alexnet.onnx"
 
 
-@pytest.mark.skipif(not ALEXNET.exists(), reason="models_onnx/alexnet.onnx not generated yet")
 @pytest.mark.parametrize("batch", [1, 4])
 def test_bundled_alexnet_matches_design(batch: int) -> None:
     work = load_workload(ALEXNET, batch)
