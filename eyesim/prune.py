@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -137,23 +134,15 @@ def with_weights(model: onnx.ModelProto, weights: Weights) -> onnx.ModelProto:
 
 
 def energy_estimate(model: onnx.ModelProto, hw, x: np.ndarray):
-    """eyesim's estimate at batch 1, with ifmap densities measured on ``x`` when the estimate can."""
+    """eyesim's estimate at batch 1, with the sparsity the samples ``x`` show."""
     from eyesim.estimate import estimate
 
-    if "samples" not in inspect.signature(estimate).parameters:
-        return estimate(model, hw, batch=1)
-    with tempfile.TemporaryDirectory(prefix="eyesim-prune-") as tmp:  # samples need the model as a file
-        path = Path(tmp) / f"{model.graph.name or 'model'}.onnx"
-        onnx.save(model, str(path))
-        return estimate(path, hw, batch=1, samples=x)
+    return estimate(model, hw, batch=1, samples=x)
 
 
 def executed_macs(layer_result) -> int:
-    """MACs that run (zero gating), from a layer result; dense MACs when the estimate does not count zeros."""
-    found = getattr(layer_result, "macs_executed", None)
-    if found is None:
-        found = getattr(layer_result.energy, "macs_executed", layer_result.energy.macs)
-    return int(found)
+    """MACs that run (zero gating skips the others), from a layer result."""
+    return int(layer_result.energy.macs_executed)
 
 
 class _Run:
