@@ -62,7 +62,9 @@ def main() -> None:
         args.hw = with_overrides(load_hardware(args.hw), {"sparsity.weight_compression": args.weight_compression})
     data, held_out = mnist(args.choose)
     model = load_model(MODEL)
-    hw_name = args.hw.name if isinstance(args.hw, Path) else f"{Path(args.hw.source).name}, weights {args.weight_compression}"
+    hw_name = args.hw.name if isinstance(args.hw, Path) else f"{Path(args.hw.source).name}"
+    if args.weight_compression:
+        hw_name += f" with weights {args.weight_compression}"
     print(f"LeNet-5 / MNIST, hardware {hw_name}, choose on {data.source}, report on {held_out.source}, "
           f"max accuracy drop {args.max_accuracy_drop} points, {args.passes} passes")
     for method in ("energy-aware", "magnitude"):
