@@ -49,7 +49,7 @@ def estimate(ctx: click.Context, model: Path, hw_file: Path, batch: int, mapping
              outputs: tuple[Path, ...], bits_text: str | None, samples: Path | None,
              density_items: tuple[str, ...], plot_file: Path | None, quiet: bool) -> None:
     """Estimate per-layer energy of the ONNX MODEL on the accelerator in --hw."""
-    from eyesim.estimate import estimate as run
+    from eyesim.estimator import estimate as run
     from eyesim.report import summary, table
 
     def work():
@@ -134,6 +134,9 @@ def _guarded(ctx: click.Context, work) -> None:
                    err=True)
         sys.exit(1)
 
-from eyesim.cli_prune import prune  # noqa: E402 - registered after main is defined
+# The other commands live in their own modules, which import this one's helpers.
+from eyesim.cli_extra import plot, sweep  # noqa: E402
+from eyesim.cli_prune import prune  # noqa: E402
 
-main.add_command(prune)
+for command in (sweep, plot, prune):
+    main.add_command(command)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +45,14 @@ class Mapping:
                 raise EyesimError(f"mapping {key} must be a positive integer, got {value!r}")
 
     def vector(self) -> np.ndarray:
-        return np.array(astuple(self), dtype=np.int64)
+        return np.array([self.m, self.n, self.e, self.p, self.q, self.r, self.t], dtype=np.int64)
 
     @classmethod
     def from_vector(cls, vec: np.ndarray) -> Mapping:
         return cls(*(int(v) for v in vec))
 
     def as_dict(self) -> dict[str, int]:
-        return dict(zip(df.MAPPING_KEYS, astuple(self), strict=True))
+        return {key: getattr(self, key) for key in df.MAPPING_KEYS}
 
 
 def violation(code: int) -> str:

@@ -135,7 +135,7 @@ def with_weights(model: onnx.ModelProto, weights: Weights) -> onnx.ModelProto:
 
 def energy_estimate(model: onnx.ModelProto, hw, x: np.ndarray):
     """eyesim's estimate at batch 1, with the sparsity the samples ``x`` show."""
-    from eyesim.estimate import estimate
+    from eyesim.estimator import estimate
 
     return estimate(model, hw, batch=1, samples=x)
 

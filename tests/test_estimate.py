@@ -11,7 +11,7 @@ import pytest
 import eyesim
 from eyesim import dataflow as df
 from eyesim.errors import EyesimError
-from eyesim.estimate import Target, best_mapping
+from eyesim.estimator import Target, best_mapping
 from eyesim.hardware import load_hardware, with_overrides
 from eyesim.mapping import Mapping, load_mapping_file
 from eyesim.model import layer_vector

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 import eyesim
 from eyesim import dataflow as df
 from eyesim.errors import EyesimError
-from eyesim.estimate import Target, estimate_layer
+from eyesim.estimator import Target, estimate_layer
 from eyesim.hardware import load_hardware, with_overrides
 from eyesim.mapping import Mapping
 from eyesim.sparsity import (
