@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from eyesim.cli import main
+from tests.cli_support import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parent.parent
 ALEXNET = str(ROOT / "models_onnx" / "alexnet.onnx")
@@ -23,13 +24,6 @@ def run(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-def assert_one_line_error(res, *needles: str) -> None:
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert "Traceback" not in res.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_estimate_prints_table_and_writes_csv_and_json(tmp_path):

@@ -23,6 +23,7 @@ from eyesim.prune_restore import (
     refit,
     removal_sequence,
 )
+from tests.cli_support import assert_one_line_error
 
 from .test_cli import ALEXNET, CHIP, ROOT
 
@@ -206,12 +207,6 @@ def run_prune(*args: str):
     return CliRunner().invoke(prune_command, list(args))
 
 
-def assert_one_line_error(res, *needles: str) -> None:
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_shape_only_model_is_refused(digits):

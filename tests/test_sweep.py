@@ -34,6 +34,7 @@ from eyesim.sweep import (
     read_sweep,
     run_sweep,
 )
+from tests.cli_support import assert_one_line_error
 from tests.layers import small_hw_vectors, small_layers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,12 +57,6 @@ def invoke(*args: str):
     return CliRunner().invoke(sweep_command, list(args), obj={"debug": False})
 
 
-def assert_one_line_error(res, *needles: str) -> None:
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 # --- grids and specs ------------------------------------------------------------------------------
