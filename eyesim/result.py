@@ -109,6 +109,10 @@ class Result:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer plus a ``TOTAL`` row; the CSV form of the result."""
+        return pd.DataFrame(self.rows())
+
+    def rows(self) -> list[dict]:
+        """The rows of ``to_frame`` as plain dicts (cheaper when many results are put in one table)."""
         rows = [_flat(lr.to_dict(self.hardware)) for lr in self.layers]
         tot = self.total()
         total = {"name": "TOTAL", "op": "", **_energy_columns(tot["energy"]), "macs": tot["macs"],
@@ -118,7 +122,7 @@ class Result:
         for key in rows[0] if rows else ():
             if key.startswith(LEVELS) or key in ("compute_cycles", "dram_cycles", "cycles"):
                 total[key] = sum(row[key] for row in rows)
-        return pd.DataFrame([*rows, total])
+        return [*rows, total]
 
     def write(self, path: str | Path) -> None:
         """Write JSON or CSV, chosen by the file's suffix."""

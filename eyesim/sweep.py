@@ -444,7 +444,7 @@ def evaluate_chunk(job: SweepJob, indices: Sequence[int]) -> pd.DataFrame:
     counts = np.array([len(body) for body in bodies])
     columns = [*HEAD, *job.grid.columns, "status", *AREA_COLUMNS]
     head = pd.DataFrame(heads, columns=columns).iloc[np.repeat(np.arange(len(heads)), counts)]
-    body = pd.concat(bodies, ignore_index=True).rename(columns={"name": "layer"})
+    body = pd.DataFrame([row for rows in bodies for row in rows]).rename(columns={"name": "layer"})
     frame = pd.concat([head.reset_index(drop=True), body], axis=1)
     first = [*HEAD, *job.grid.columns, "layer", "status", *AREA_COLUMNS]
     return frame[first + [c for c in frame.columns if c not in first]]
@@ -469,7 +469,7 @@ def evaluate_rows(job: SweepJob, indices: Sequence[int]) -> Chunk:
     return Chunk(table, int(totals.sum()), invalid, int((~totals).sum()))
 
 
-def _evaluate_config(job: SweepJob, key: tuple[Number, ...]) -> tuple[str, tuple[float, ...], pd.DataFrame]:
+def _evaluate_config(job: SweepJob, key: tuple[Number, ...]) -> tuple[str, tuple[float, ...], list[dict]]:
     """Status, area and estimate rows (the estimate's CSV form) of one configuration."""
     overrides, batch = job.overrides(key)
     try:
@@ -481,11 +481,11 @@ def _evaluate_config(job: SweepJob, key: tuple[Number, ...]) -> tuple[str, tuple
         result = _estimate(job, job.workloads[batch], hw, overrides)
     except EyesimError as err:
         return f"invalid: {err}", area, _invalid_rows()
-    return OK_STATUS, area, result.to_frame()
+    return OK_STATUS, area, result.rows()
 
 
-def _invalid_rows() -> pd.DataFrame:
-    return pd.DataFrame({"name": [TOTAL]})
+def _invalid_rows() -> list[dict]:
+    return [{"name": TOTAL}]
 
 
 def _estimate(job: SweepJob, workload: Workload, hw: Hardware, overrides: dict[str, Number]) -> Result:
