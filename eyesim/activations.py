@@ -39,6 +39,8 @@ def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np
         raise EyesimError(f"{label}: running samples needs a model with weights; {missing[0]!r} (and "
                           f"{len(missing) - 1} more) have no values (a shape-only model)")
     samples = check_samples(model, found)
+    if samples.dtype.kind == "f" and not np.isfinite(samples).all():
+        raise EyesimError(f"{found.source}: samples hold NaN or infinite values")
     input_name = data_input(model).name
     wanted = sorted({t for io in workload.io.values() for t in (io.ifmap, io.ofmap)} - set(workload.inputs))
     try:
@@ -46,7 +48,7 @@ def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np
                                        providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
         raise EyesimError(f"{label}: onnxruntime cannot load the model ({_last_line(err)})") from None
-    fixed = workload.inputs[input_name][0] if not _symbolic_batch(model, input_name) else None
+    fixed = _fixed_batch(model, input_name)  # the file's own batch, whatever --batch says
     counts: dict[str, ValueCounts | None] = dict.fromkeys(workload.io)
     step = fixed or CHUNK
     for start in range(0, len(samples) - len(samples) % step if fixed else len(samples), step):
@@ -63,7 +65,7 @@ def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np
         if progress is not None:
             progress(min(start + step, len(samples)))
     if any(c is None for c in counts.values()):
-        raise EyesimError(f"{label}: need at least {step} samples (the model's fixed batch)")
+        raise EyesimError(f"{label}: need at least {step} samples (the ONNX file fixes its batch at {step})")
     return counts  # type: ignore[return-value]
 
 
@@ -73,12 +75,13 @@ def _last_line(err: BaseException) -> str:
     return text.rsplit(" : ", 1)[-1][-300:]
 
 
-def _symbolic_batch(model: onnx.ModelProto, input_name: str) -> bool:
+def _fixed_batch(model: onnx.ModelProto, input_name: str) -> int | None:
+    """The batch size the ONNX file fixes for its data input (onnxruntime runs it at that), or None."""
     for vi in model.graph.input:
         if vi.name == input_name:
             dim = vi.type.tensor_type.shape.dim
-            return bool(dim) and not dim[0].HasField("dim_value")
-    return False
+            return dim[0].dim_value if dim and dim[0].HasField("dim_value") and dim[0].dim_value > 0 else None
+    return None
 
 
 def _with_outputs(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:

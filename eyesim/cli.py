@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -54,8 +55,9 @@ def estimate(ctx: click.Context, model: Path, hw_file: Path, batch: int, mapping
 
     def work():
         for out in outputs:
-            if out.suffix.lower() not in (".json", ".csv"):
-                raise EyesimError(f"{out}: output must end in .json or .csv")
+            _check_output(out, (".json", ".csv"))
+        if plot_file is not None:
+            _check_output(plot_file, (".png", ".svg"))
         options = {"batch": batch, "mapping": mapping_file, "bits": _bits(bits_text), "samples": samples,
                    "densities": _densities(density_items)}
         result = _with_progress(lambda progress: run(model, hw_file, progress=progress, **options))
@@ -74,12 +76,26 @@ def estimate(ctx: click.Context, model: Path, hw_file: Path, batch: int, mapping
     _guarded(ctx, work)
 
 
+def _check_output(path: Path, suffixes: tuple[str, ...]) -> None:
+    """Refuse, before any work, an output that could not be written."""
+    if path.suffix.lower() not in suffixes:
+        raise EyesimError(f"{path}: output must end in {' or '.join(suffixes)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise EyesimError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise EyesimError(f"{path}: folder {folder} is not writable")
+
+
 def _pairs(text: str, option: str) -> list[tuple[str, str]]:
     pairs = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    items = [part.strip() for part in text.split(",")]
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise EyesimError(f"{option} {item!r}: expected KEY=VALUE")
+        if key.strip() in dict(pairs):
+            raise EyesimError(f"{option}: {key.strip()} is given twice")
         pairs.append((key.strip(), value.strip()))
     return pairs
 
@@ -89,6 +105,8 @@ def _typed_pairs(texts: tuple[str, ...], option: str, convert: type, what: str) 
     out = {}
     for text in texts:
         for key, value in _pairs(text, option):
+            if key in out:
+                raise EyesimError(f"{option}: {key} is given twice")
             try:
                 out[key] = convert(value)
             except ValueError:

@@ -64,7 +64,7 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
         density = _density(layer.name, user, weights, counts)
         exact = None if user.get(layer.name) or user.get("") else counts.get(layer.name)
         effects = zero_effects(density, exact, workload.io.get(layer.name), target.hw.sparsity.zero_gating,
-                               target.hw.sparsity.dram_compression, (target.bits.ifmap, target.bits.psum))
+                               target.hw.sparsity.dram_compression, (target.bits.ifmap, target.bits.ifmap))
         effects = replace(effects, weights_dram=_weight_ratio(layer.name, density, weights, user, target))
         results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
         if progress is not None:
@@ -201,7 +201,7 @@ def _sample_counts(model, workload: Workload, samples, bits: Bits) -> dict[str, 
         return {}
     if isinstance(model, Workload):
         raise EyesimError("samples need the ONNX model (a path or a ModelProto), not a Workload")
-    return measure(model, workload, samples, (bits.ifmap, bits.psum))
+    return measure(model, workload, samples, (bits.ifmap, bits.ifmap))  # fmaps are stored at ifmap width
 
 
 def _weight_ratio(name: str, density: Density, weights: dict, user: dict, target: Target) -> float:
@@ -212,15 +212,19 @@ def _weight_ratio(name: str, density: Density, weights: dict, user: dict, target
 
 
 def _density(name: str, user: dict, weights: dict, counts: dict[str, ValueCounts]) -> Density:
-    """Densities by priority: this layer's user value, the global user value, measured, dense."""
+    """Densities by priority: this layer's user value, the global user value, measured, dense.
+
+    An ofmap is the next layer's ifmap: without an ofmap value of its own it takes the global ifmap one.
+    """
     values, sources = {}, {}
     measured = counts.get(name)
     found = {"weights": (weights[name][0] if name in weights else None, "onnx"),
              "ifmap": (measured.ifmap_density if measured else None, "samples"),
              "ofmap": (measured.ofmap_density if measured else None, "samples")}
+    fmaps = {"ofmap": (user.get("", {}).get("ifmap"), "user (ifmap)")}
     for dtype in DENSITY_TYPES:
         for value, source in ((user.get(name, {}).get(dtype), f"user ({name})"), (user.get("", {}).get(dtype), "user"),
-                              found[dtype], (1.0, "dense")):
+                              found[dtype], fmaps.get(dtype, (None, "")), (1.0, "dense")):
             if value is not None:
                 values[dtype], sources[dtype] = value, source
                 break

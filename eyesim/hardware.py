@@ -8,12 +8,10 @@ import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from eyesim.errors import EyesimError
+from eyesim.yamlio import read_yaml
 
 LEVELS = ("dram", "glb", "array", "rf")
 COSTS = (*LEVELS, "mac")  # the figures in the ``energy`` section
@@ -139,7 +137,10 @@ class _Rule:
     choices: tuple[str, ...] = ()  # allowed values of a str field (any if empty)
 
 
-_COUNT, _AMOUNT, _OPT_COUNT = _Rule(int), _Rule(float), _Rule(int, required=False)
+# Upper bounds keep every capacity, in bits, and every count well inside the kernels' int64.
+_MAX_COUNT, _MAX_AMOUNT = 2**24, 1e9
+_COUNT, _AMOUNT = _Rule(int, high=_MAX_COUNT), _Rule(float, high=_MAX_AMOUNT)
+_OPT_COUNT = _Rule(int, high=_MAX_COUNT, required=False)
 
 FIELDS: dict[str, _Rule] = {
     "name": _Rule(str),
@@ -154,11 +155,11 @@ FIELDS: dict[str, _Rule] = {
     "rf.ifmap_words": _OPT_COUNT,
     "rf.psum_words": _OPT_COUNT,
     "glb.size_kb": _AMOUNT,
-    "glb.filter_kb": _Rule(float, strict=False, required=False),
+    "glb.filter_kb": _Rule(float, strict=False, high=_MAX_AMOUNT, required=False),
     "dram.link_bits": _COUNT,
     "dram.link_mhz": _AMOUNT,
     **{f"energy.{cost}": _AMOUNT for cost in COSTS},
-    "energy.pj_per_unit": _Rule(float, required=False),
+    "energy.pj_per_unit": _Rule(float, high=_MAX_AMOUNT, required=False),
     **{f"energy.provenance.{cost}": _Rule(str, required=False) for cost in (*COSTS, "pj_per_unit")},
     "sparsity.zero_gating": _Rule(bool, required=False),
     "sparsity.dram_compression": _Rule(str, required=False, choices=COMPRESSIONS),
@@ -166,7 +167,6 @@ FIELDS: dict[str, _Rule] = {
 }
 SECTIONS = frozenset(path.rsplit(".", 1)[0] for path in FIELDS if "." in path)
 _RF_SPLIT = ("rf.filter_words", "rf.ifmap_words", "rf.psum_words")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 def load_hardware(path: str | os.PathLike[str]) -> Hardware:
     """Read, validate and return the hardware described by the YAML file at ``path``."""
     source = str(path)
-    return hardware_from_dict(_parse_yaml(_read_text(source), source), source)
+    return hardware_from_dict(read_yaml(source, "hardware file"), source)
 
 
 def hardware_from_dict(data: dict[str, Any], source: str) -> Hardware:
@@ -209,45 +209,6 @@ def with_overrides(hw: Hardware, overrides: Mapping[str, object]) -> Hardware:
 
 
 # --- reading ------------------------------------------------------------------------------------
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping (plain PyYAML keeps the last)."""
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                if key_node.value in seen:
-                    msg = f"duplicate key {key_node.value!r}"
-                    raise yaml.constructor.ConstructorError(None, None, msg, key_node.start_mark)
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
-
-
-def _read_text(source: str) -> str:
-    try:
-        return Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise _error(source, "hardware file not found") from err
-    except IsADirectoryError as err:
-        raise _error(source, "is a directory, not a hardware file") from err
-    except UnicodeDecodeError as err:
-        raise _error(source, "not a text file (cannot be read as UTF-8)") from err
-    except OSError as err:
-        raise _error(source, f"cannot read hardware file: {err.strerror or err}") from err
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = ", ".join(part for part in (err.context, err.problem) if part)
-        raise _error(source, f"not valid YAML{where}: {what}") from err
-    except yaml.YAMLError as err:
-        raise _error(source, f"not valid YAML: {err}") from err
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -306,7 +267,8 @@ def _check_value(path: str, value: object, rule: _Rule, label: str) -> object:
         raise _error(label, f"{path} must be a finite number, got {_show(value)}")
     too_low = number < rule.low or (rule.strict and number == rule.low)
     if too_low or (rule.high is not None and number > rule.high):
-        raise _error(label, f"{path} must be {_bounds(rule)}, got {_show(value)}")
+        bounds = _bounds(rule) if too_low or rule.high < _MAX_COUNT else f"at most {rule.high:.10g}"
+        raise _error(label, f"{path} must be {bounds}, got {_show(value)}")
     return rule.kind(value)
 
 
@@ -340,7 +302,7 @@ def _text_hint(value: object) -> str:
 
 
 def _bounds(rule: _Rule) -> str:
-    if rule.high is not None:
+    if rule.high is not None and rule.high < _MAX_COUNT:  # a real range, not just the int64 guard
         return f"between {rule.low:g} and {rule.high:g}"
     return f"{'>' if rule.strict else '>='} {rule.low:g}"
 

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from eyesim import dataflow as df
 from eyesim.errors import EyesimError
+from eyesim.yamlio import read_yaml
+
+MAX_PARAM = 2**31 - 1  # the kernels count in int64; no layer dimension comes near this
 
 CONSTRAINTS = {
     df.BAD_N: "n <= N (batch items per pass)",
@@ -41,8 +43,8 @@ class Mapping:
     def __post_init__(self) -> None:
         for key in df.MAPPING_KEYS:
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise EyesimError(f"mapping {key} must be a positive integer, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PARAM:
+                raise EyesimError(f"mapping {key} must be a whole number from 1 to {MAX_PARAM}, got {value!r}")
 
     def vector(self) -> np.ndarray:
         return np.array([self.m, self.n, self.e, self.p, self.q, self.r, self.t], dtype=np.int64)
@@ -62,12 +64,7 @@ def violation(code: int) -> str:
 def load_mapping_file(path: str | Path) -> dict[str, Mapping]:
     """Read a pinned-mapping YAML file: ``layer name: {m: .., n: .., e: .., p: .., q: .., r: .., t: ..}``."""
     path = Path(path)
-    if not path.is_file():
-        raise EyesimError(f"{path}: mapping file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise EyesimError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    data = read_yaml(path, "mapping file")
     if not isinstance(data, dict) or not data:
         raise EyesimError(f"{path}: expected a mapping of layer names to {{m, n, e, p, q, r, t}}")
     return {str(name): _parse_entry(path, str(name), entry) for name, entry in data.items()}

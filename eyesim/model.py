@@ -47,11 +47,21 @@ def hw_vector(hw: Hardware, bits: Bits) -> np.ndarray:
     return vec
 
 
+def word_bits(bits: Bits) -> np.ndarray:
+    """Bits of one word of each data type at each level, [level, type].
+
+    The only psum words in DRAM are finished ofmaps, which are activations: they are written at
+    the ifmap width (the next layer reads them back at that width).
+    """
+    table = np.tile(np.array([bits.weights, bits.ifmap, bits.psum], dtype=np.float64), (len(LEVELS), 1))
+    table[df.DRAM, df.PSUM] = bits.ifmap
+    return table
+
+
 def access_costs(hw: Hardware, bits: Bits) -> np.ndarray:
     """cost[level, type]: energy of one access of one word of that type at that level."""
     per_level = np.array([getattr(hw.energy, level) for level in LEVELS], dtype=np.float64)
-    per_type = np.array([bits.weights, bits.ifmap, bits.psum], dtype=np.float64) / REFERENCE_BITS
-    return np.outer(per_level, per_type)
+    return per_level[:, None] * word_bits(bits) / REFERENCE_BITS
 
 
 def mac_cost(hw: Hardware, bits: Bits) -> float:

@@ -486,6 +486,16 @@ class _Graph:
                 node.op_type in NO_MAC_OPS and all(t in self.const for t in node.input if t)
             ):
                 self.const.update(t for t in node.output if t)
+        self.image = self._image_tensors()
+
+    def _image_tensors(self) -> set[str]:
+        """Tensors computed from the data inputs by no-MAC ops alone (the input image, normalized or not)."""
+        image = set(self.inputs)
+        for node in self.nodes:  # ONNX nodes are in topological order
+            inputs = [t for t in node.input if t and t not in self.const]
+            if node.op_type not in MAC_OPS and inputs and all(t in image for t in inputs):
+                image.update(t for t in node.output if t)
+        return image
 
     def shape(self, index: int, pos: int, tensor: str | None = None) -> list[int]:
         """Inferred dims of input ``pos`` of node ``index`` (or of ``tensor``), all known, else EyesimError."""
@@ -563,7 +573,7 @@ def _layer_io(graph: _Graph, index: int, pad_fold: tuple | None, batchnorm: int 
         begins = [0, *begins] if nd == 1 else begins
     in_out = node.op_type == "MatMul" or (node.op_type == "Gemm" and not attrs.get("transB", 0))
     return LayerIO(ifmap=ifmap, weights=node.input[w_pos], ofmap=ofmap, weights_in_out=in_out,
-                   pad_top=begins[0], pad_left=begins[1], network_input=ifmap in graph.inputs)
+                   pad_top=begins[0], pad_left=begins[1], network_input=ifmap in graph.image)
 
 
 def _fold_batchnorms(graph: _Graph) -> dict[int, int]:

@@ -136,7 +136,7 @@ class Result:
             else:
                 self.to_frame().to_csv(path, index=False)
         except OSError as err:
-            raise EyesimError(f"{path}: cannot write ({err.strerror})") from None
+            raise EyesimError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def _energy_columns(energy: dict) -> dict:

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import onnx
 import pandas as pd
-import yaml
 
 from eyesim import dataflow as df
 from eyesim.activations import model_weights
@@ -45,6 +44,7 @@ from eyesim.model import layer_vector
 from eyesim.onnx_import import load_workload
 from eyesim.result import Result
 from eyesim.workload import Workload
+from eyesim.yamlio import read_yaml
 
 Number = int | float
 BATCH = "batch"
@@ -146,14 +146,7 @@ def make_axis(name: str, raw: Any, label: str) -> Axis:
 def load_spec(path: str | os.PathLike[str]) -> tuple[list[Axis], AreaModel]:
     """Axes (``vary:``) and area constants (``area:``) of a YAML sweep-spec file (docs/sweep.md)."""
     label = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EyesimError(f"{label}: sweep spec not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise EyesimError(f"{label}: cannot read sweep spec ({err})") from None
-    except yaml.YAMLError as err:
-        raise EyesimError(f"{label}: not valid YAML ({' '.join(str(err).split())})") from None
+    data = read_yaml(path, "sweep spec")
     if not isinstance(data, dict) or not isinstance(data.get("vary"), dict) or not data["vary"]:
         raise EyesimError(f"{label}: a sweep spec is a mapping with a non-empty 'vary:' mapping of fields to values")
     unknown = sorted(set(map(str, data)) - set(_SPEC_KEYS))

@@ -15,6 +15,7 @@ import numpy as np
 from eyesim import dataflow as df
 from eyesim.hardware import Bits, Hardware
 from eyesim.mapping import Mapping
+from eyesim.model import word_bits
 from eyesim.sparsity import ZeroEffects
 from eyesim.workload import Layer
 
@@ -49,9 +50,9 @@ def compute_cycles(layer: Layer, mp: Mapping) -> int:
 
 def dram_bits(counts: np.ndarray, bits: Bits, effects: ZeroEffects) -> float:
     """Bits crossing the DRAM link, as stored (compressed or not)."""
-    dram = counts[df.DRAM].sum(axis=1)  # per data type
-    return (dram[df.WEIGHTS] * bits.weights * effects.weights_dram + dram[df.IFMAP] * bits.ifmap * effects.ifmap_dram
-            + dram[df.PSUM] * bits.psum * effects.ofmap_dram)
+    words = counts[df.DRAM].sum(axis=1) * word_bits(bits)[df.DRAM]  # bits per data type
+    stored = np.array([effects.weights_dram, effects.ifmap_dram, effects.ofmap_dram])
+    return float(words @ stored)
 
 
 def layer_timing(layer: Layer, mp: Mapping, counts: np.ndarray, hw: Hardware, bits: Bits,

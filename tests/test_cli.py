@@ -160,3 +160,32 @@ def test_samples_for_a_shape_only_model_say_weights_are_needed(tmp_path):
     np_path = tmp_path / "s.npy"
     np.save(np_path, np.zeros((2, 3, 227, 227), dtype=np.float32))
     assert_one_line_error(run("estimate", ALEXNET, "--hw", CHIP, "--samples", str(np_path)), "shape-only")
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("\x00\xff\xfe binary", "not a text file"),
+    ("conv1: {m: 96, n: 1, e: 7, p: 16, q: 1, r: 1, t: 2}\nconv1: {m: 96, n: 1, e: 7, p: 16, q: 1, r: 1, t: 1}\n",
+     "duplicate key"),
+    ("conv1: {m: 10000000000000000000000, n: 1, e: 7, p: 16, q: 1, r: 1, t: 2}\n", "from 1 to"),
+])
+def test_broken_mapping_files(tmp_path, text, needle):
+    pin = tmp_path / "map.yaml"
+    pin.write_bytes(text.encode("latin-1"))
+    assert_one_line_error(run("estimate", ALEXNET, "--hw", CHIP, "--mapping", str(pin)), needle)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["-o", "/nonexistent-folder/x.csv"], "does not exist"),
+    (["--plot", "energy.jpg"], ".png or .svg"),
+    (["--bits", ""], "KEY=VALUE"),
+    (["--bits", "weights=8,weights=4"], "twice"),
+    (["--density", "ifmap=0.4", "--density", "ifmap=0.3"], "twice"),
+])
+def test_outputs_and_options_are_checked_before_any_work(args, needle):
+    assert_one_line_error(run("estimate", ALEXNET, "--hw", CHIP, *args), needle)
+
+
+def test_huge_hardware_sizes_are_refused(tmp_path):
+    hw = tmp_path / "huge.yaml"
+    hw.write_text(Path(CHIP).read_text().replace("size_kb: 108", "size_kb: 1.0e+16"))
+    assert_one_line_error(run("estimate", ALEXNET, "--hw", str(hw)), "glb.size_kb", "at most")

@@ -228,3 +228,51 @@ def test_weight_compression_from_the_stored_weights(tmp_path):
     plain = eyesim.estimate(path, CHIP).layers[1]
     assert plain.effects.weights_dram == 1.0  # the chip stores filters uncompressed
     assert conv2.energy.by_type["weights"] < plain.energy.by_type["weights"]
+
+
+def test_samples_run_at_the_files_own_fixed_batch(tmp_path):
+    rng = np.random.default_rng(4)
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, rng)
+    model = onnx.load(path)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4  # fixed batch 4
+    fixed = tmp_path / "fixed4.onnx"
+    onnx.save(model, fixed)
+    x = rng.normal(size=(10, 1, 8, 8)).astype(np.float32)
+    res = eyesim.estimate(fixed, CHIP, batch=3, samples=x)  # 8 of the 10 samples, in two runs of 4
+    flexible = eyesim.estimate(path, CHIP, batch=3, samples=x[:8])
+    assert [lr.density for lr in res.layers] == [lr.density for lr in flexible.layers]
+    with pytest.raises(EyesimError, match="fixes its batch at 4"):
+        eyesim.estimate(fixed, CHIP, samples=x[:3])
+    with pytest.raises(EyesimError, match="NaN"):
+        eyesim.estimate(path, CHIP, samples=np.full((2, 1, 8, 8), np.nan, dtype=np.float32))
+
+
+def test_a_normalized_input_image_is_still_stored_uncompressed(tmp_path):
+    rng = np.random.default_rng(5)
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, rng)
+    model = onnx.load(path)
+    model.graph.node[0].input[0] = "xs"
+    model.graph.node.insert(0, helper.make_node("Mul", ["x", "half"], ["xs"], name="normalize"))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"))
+    scaled = tmp_path / "scaled.onnx"
+    onnx.save(model, scaled)
+    conv1 = eyesim.estimate(scaled, CHIP).layers[0]
+    assert conv1.effects.ifmap_dram == 1.0
+
+
+def test_ofmaps_go_to_dram_at_the_activation_width():
+    pins = {lr.layer.name: lr.mapping for lr in eyesim.estimate(ALEXNET, ISCA).layers}
+    psum16 = eyesim.estimate(ALEXNET, ISCA, mapping=pins, bits={"psum": 16})
+    psum8 = eyesim.estimate(ALEXNET, ISCA, mapping=pins, bits={"psum": 8})  # narrower psums still fit
+    for a, b in zip(psum16.layers, psum8.layers, strict=True):
+        dram_psum = a.energy.counts[df.DRAM, df.PSUM].sum() * 200
+        assert b.energy.by_level["dram"] == pytest.approx(a.energy.by_level["dram"], rel=1e-12)
+        assert dram_psum > 0
+
+
+def test_a_global_ifmap_density_is_also_the_ofmaps():
+    conv2 = eyesim.estimate(ALEXNET, CHIP, densities={"ifmap": 0.4}).layers[1]
+    assert conv2.density.ofmap == 0.4 and "ofmap: user (ifmap)" in conv2.density.source
+    assert conv2.effects.ofmap_dram == pytest.approx(rlc_expected_ratio(0.4, 16))
