@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from eyesim.model import ENERGY_LEVELS, ENERGY_TYPES
 from eyesim.result import LayerResult, Result
 
-SCALE = 1e6
 LEVEL_HEAD = ("DRAM", "GLB", "array", "RF", "MAC")
 TYPE_HEAD = ("weights", "ifmap", "ofmap", "comp")
+SI_PREFIX = {0: "", 3: " [k]", 6: " [M]", 9: " [G]", 12: " [T]", 15: " [P]"}
 
 
 def _shape(lr: LayerResult) -> str:
@@ -22,26 +24,42 @@ def _mapping(lr: LayerResult) -> str:
     return " ".join(str(v) for v in lr.mapping.as_dict().values()) + ("*" if lr.pinned else "")
 
 
-def _energy_cells(by_level: dict, by_type: dict, total: float) -> list[str]:
+def _scale_exponent(largest: float, digits: int) -> int:
+    """Power of ten (a multiple of 3) that leaves ``largest`` with at most ``digits`` digits before the point."""
+    return 3 * max(0, -(-(int(math.log10(max(largest, 1.0))) + 1 - digits) // 3))
+
+
+def _unit(exponent: int, what: str) -> str:
+    return f"[10^{exponent} {what}]" if exponent else f"[{what}]"
+
+
+def _energy_cells(by_level: dict, by_type: dict, total: float, exponent: int) -> list[str]:
     values = [by_level[k] for k in ENERGY_LEVELS] + [by_type[k] for k in ENERGY_TYPES] + [total]
-    return [f"{v / SCALE:,.1f}" for v in values]
+    return [f"{v / 10**exponent:,.1f}" for v in values]
 
 
 def table(result: Result) -> str:
     """A fixed-width table, one row per layer and a TOTAL row, units in the header."""
     head = ["layer", "op", "shape C*H*W>M*E*F kRxS/U gG", "MACs [M]", "m n e p q r t", "PEs",
             *LEVEL_HEAD, *TYPE_HEAD, "total", "run MACs [M]", "d_w", "d_i", "ms", "bound"]
+    exponent = _scale_exponent(max((lr.energy.total for lr in result.layers), default=1.0), 6)
+    mac_exp = _scale_exponent(max((lr.energy.macs for lr in result.layers), default=1), 4)
+    head[3], head[-5] = f"MACs{SI_PREFIX[mac_exp]}", f"run MACs{SI_PREFIX[mac_exp]}"
+
+    def macs(value: int) -> str:
+        return f"{value / 10**mac_exp:,.1f}"
+
     rows = []
     for lr in result.layers:
         e = lr.energy
-        rows.append([lr.layer.name, lr.layer.op, _shape(lr), f"{e.macs / 1e6:,.1f}", _mapping(lr), str(lr.active_pes),
-                     *_energy_cells(e.by_level, e.by_type, e.total), f"{e.macs_executed / 1e6:,.1f}",
+        rows.append([lr.layer.name, lr.layer.op, _shape(lr), macs(e.macs), _mapping(lr), str(lr.active_pes),
+                     *_energy_cells(e.by_level, e.by_type, e.total, exponent), macs(e.macs_executed),
                      f"{lr.density.weights:.2f}", f"{lr.density.ifmap:.2f}", f"{lr.timing.latency_s * 1e3:.3f}",
                      lr.timing.bound])
     tot = result.total()
-    rows.append(["TOTAL", "", "", f"{tot['macs'] / 1e6:,.1f}", "", "",
-                 *_energy_cells(tot["energy"]["by_level"], tot["energy"]["by_type"], tot["energy"]["total"]),
-                 f"{tot['macs_executed'] / 1e6:,.1f}", "", "", f"{tot['latency_s'] * 1e3:.3f}", ""])
+    rows.append(["TOTAL", "", "", macs(tot["macs"]), "", "",
+                 *_energy_cells(tot["energy"]["by_level"], tot["energy"]["by_type"], tot["energy"]["total"], exponent),
+                 macs(tot["macs_executed"]), "", "", f"{tot['latency_s'] * 1e3:.3f}", ""])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     numeric = set(range(3, len(head) - 1)) - {4}
 
@@ -53,8 +71,8 @@ def table(result: Result) -> str:
     group = " " * (sum(widths[:6]) + 12)
     level_w = sum(widths[6:11]) + 8
     type_w = sum(widths[11:15]) + 6
-    title = (f"{group}{'energy by level [10^6 MAC units]'.center(level_w)}  "
-             f"{'energy by data type [10^6 MAC units]'.center(type_w)}")
+    unit = f"[10^{exponent} MAC units]" if exponent else "[MAC units]"
+    title = f"{group}{f'energy by level {unit}'.center(level_w)}  {f'energy by data type {unit}'.center(type_w)}"
     rule = "-" * len(line(head))
     out = [title.rstrip(), line(head), rule, *(line(r) for r in rows[:-1]), rule, line(rows[-1])]
     return "\n".join(out)
