@@ -17,8 +17,9 @@ CHUNK = 16  # sample images per onnxruntime run
 
 
 def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Constant tensors of the graph: initializers and Constant node values."""
-    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    """Constant tensors of the graph: initializers (those whose data the file holds) and Constant node values."""
+    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer
+               if init.data_location != onnx.TensorProto.EXTERNAL}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             weights[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)

@@ -190,10 +190,17 @@ def _weight_stats(model, workload: Workload, bits: int) -> dict[str, tuple[float
     """(non-zero fraction, run-length coded 64-bit words, values) of each layer's weights in the ONNX file."""
     if isinstance(model, Workload):
         return {}
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    weights = model_weights(proto)
+    weights = model_weights(model if isinstance(model, onnx.ModelProto) else _with_weights(model))
     return {name: (np.count_nonzero(w) / w.size, rlc_words(w, bits), w.size)
             for name, io in workload.io.items() if (w := weights.get(io.weights)) is not None}
+
+
+def _with_weights(path) -> onnx.ModelProto:
+    """The ONNX file with its weights; without the external ones if their data file cannot be read."""
+    try:
+        return onnx.load(str(path))
+    except Exception:  # noqa: BLE001 - a missing or broken external data file: use what the file itself holds
+        return onnx.load(str(path), load_external_data=False)
 
 
 def _sample_counts(model, workload: Workload, samples, bits: Bits) -> dict[str, ValueCounts]:

@@ -143,3 +143,21 @@ def test_fully_connected_layer_taller_than_the_array_runs_flattened():
     conv = Layer("conv", "Conv", N=1, G=1, C=16, M=10, H=8, W=8, R=6, S=6, E=3, F=3)
     with pytest.raises(EyesimError, match="array"):
         eyesim.estimate(Workload("conv", 1, (conv,)), small)
+
+
+def test_weights_in_a_missing_external_file_count_as_unknown(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.zeros((8, 3, 3, 3), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path,
+              save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
+    (layer,) = eyesim.estimate(path, CHIP).layers
+    assert layer.density.weights == 0.0 and "weights: onnx" in layer.density.source  # all-zero weights, read
+    (tmp_path / "w.bin").unlink()
+    (layer,) = eyesim.estimate(path, CHIP).layers
+    assert layer.density.weights == 1.0 and "weights: dense" in layer.density.source
