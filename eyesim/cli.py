@@ -128,9 +128,11 @@ def _with_progress(job):
     """Run ``job(progress)`` with a progress line on stderr when it is a terminal."""
     if not sys.stderr.isatty():
         return job(None)
-    with click.progressbar(length=0, label="searching mappings", file=sys.stderr, show_pos=True) as bar:
-        def progress(name: str) -> None:
-            bar.label = f"searched {name}"
+    from tqdm import tqdm
+
+    with tqdm(desc="estimating", file=sys.stderr, leave=False, bar_format="{desc} [{elapsed}]") as bar:
+        def progress(status: str) -> None:
+            bar.set_description(status)
             bar.update(1)
 
         return job(progress)

@@ -50,14 +50,15 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
     layers are searched. ``bits`` overrides the widths (``{"weights": 8, ...}`` or a Bits);
     ``densities`` sets non-zero fractions (``{"ifmap": 0.4, "conv3.ifmap": 0.3}``; types weights,
     ifmap, ofmap); ``samples`` (an array or a .npy/.npz path) are run through the model to measure
-    them. ``progress`` is an optional callable taking each finished layer's name.
+    them. ``progress`` is an optional callable taking a short status text after each step (running a
+    chunk of samples, searching a layer).
     """
     workload = _workload(model, batch)
     target = Target.of(*_hardware(hw, bits))
     pinned = _pinned(mapping, workload)
     user = _user_densities(densities, workload)
     weights = _weight_stats(model, workload, target.bits.weights)
-    counts = _sample_counts(model, workload, samples, target.bits)
+    counts = _sample_counts(model, workload, samples, target.bits, progress)
     cache: SearchCache = {}
     results = []
     for layer in workload.layers:
@@ -68,7 +69,7 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
         effects = replace(effects, weights_dram=_weight_ratio(layer.name, density, weights, user, target))
         results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
         if progress is not None:
-            progress(layer.name)
+            progress(f"searched {layer.name}")
     return Result(model=workload.model, hardware=target.hw, batch=workload.batch, bits=target.bits,
                   layers=tuple(results), not_modelled=workload.not_modelled)
 
@@ -203,12 +204,16 @@ def _with_weights(path) -> onnx.ModelProto:
         return onnx.load(str(path), load_external_data=False)
 
 
-def _sample_counts(model, workload: Workload, samples, bits: Bits) -> dict[str, ValueCounts]:
+def _sample_counts(model, workload: Workload, samples, bits: Bits, progress=None) -> dict[str, ValueCounts]:
     if samples is None:
         return {}
     if isinstance(model, Workload):
         raise EyesimError("samples need the ONNX model (a path or a ModelProto), not a Workload")
-    return measure(model, workload, samples, (bits.ifmap, bits.ifmap))  # fmaps are stored at ifmap width
+    def ran(done: int) -> None:
+        if progress is not None:
+            progress(f"ran {done} samples")
+
+    return measure(model, workload, samples, (bits.ifmap, bits.ifmap), ran)  # fmaps are stored at ifmap width
 
 
 def _weight_ratio(name: str, density: Density, weights: dict, user: dict, target: Target) -> float:
