@@ -1,0 +1,47 @@
+"""Print eyesim's figures beside published Eyeriss facts (nothing here is tuned to them).
+
+- JSSC 2017 Table III: the chip's AlexNet CONV mappings at batch 4 and their active PEs.
+- JSSC 2017 / ISSCC 2016: the chip ran AlexNet CONV1-5 at 34.7 frames/s (batch 4, 200 MHz).
+- ISCA 2016: the RS dataflow's energy per MAC on AlexNet, by level, on 256 PEs at batch 16.
+Run: python benchmarks/compare_published.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import eyesim
+
+ROOT = Path(__file__).resolve().parent.parent
+ALEXNET = ROOT / "models_onnx" / "alexnet.onnx"
+CHIP = ROOT / "hwconfigs" / "eyeriss.yaml"
+ISCA = ROOT / "hwconfigs" / "eyeriss-isca256.yaml"
+JSSC = ROOT / "hwconfigs" / "mappings" / "alexnet-jssc2017.yaml"
+PUBLISHED_PES = (154, 135, 156, 156, 156)
+PUBLISHED_FPS = 34.7
+
+
+def chip() -> None:
+    for label, mapping in (("chip's mappings (JSSC Table III)", JSSC), ("searched mappings", None)):
+        result = eyesim.estimate(ALEXNET, CHIP, batch=4, mapping=mapping)
+        convs = [lr for lr in result.layers if lr.layer.op == "Conv"]
+        latency = sum(lr.timing.latency_s for lr in convs)
+        energy = sum(lr.energy.total for lr in convs)
+        print(f"{label}: active PEs {[lr.active_pes for lr in convs]} (published {list(PUBLISHED_PES)}); "
+              f"CONV1-5 {latency * 1e3:.1f} ms per batch of 4 = {4 / latency:.1f} frames/s "
+              f"(chip measured {PUBLISHED_FPS}); energy {energy / 1e9:.2f}e9 MAC units")
+
+
+def isca() -> None:
+    result = eyesim.estimate(ALEXNET, ISCA, batch=16)
+    for op in ("Conv", "Gemm"):
+        layers = [lr for lr in result.layers if lr.layer.op == op]
+        macs = sum(lr.energy.macs for lr in layers)
+        levels = {k: sum(lr.energy.by_level[k] for lr in layers) / macs for k in ("dram", "glb", "array", "rf", "mac")}
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in levels.items())
+        print(f"ISCA setup, batch 16, AlexNet {op} layers: {sum(levels.values()):.2f} units per MAC ({shown})")
+
+
+if __name__ == "__main__":
+    chip()
+    isca()
