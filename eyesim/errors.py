@@ -6,3 +6,14 @@ class EyesimError(Exception):
 
     The CLI prints ``str(error)`` on one line and exits with code 2.
     """
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-blank line of an exception's text (libraries often raise several lines)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def located(label: str, message: str) -> EyesimError:
+    """``label: message`` as one line (white space folded), e.g. a file and what is wrong with it."""
+    return EyesimError(" ".join(f"{label}: {message}".split()))

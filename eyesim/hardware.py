@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eyesim.errors import EyesimError
+from eyesim.errors import located
 from eyesim.yamlio import read_yaml
 
 LEVELS = ("dram", "glb", "array", "rf")
@@ -202,7 +202,7 @@ def with_overrides(hw: Hardware, overrides: Mapping[str, object]) -> Hardware:
     data = hardware_to_dict(hw)
     for path, value in overrides.items():
         if path not in FIELDS:
-            raise _error(label, f"unknown field {path}{_suggest(str(path))}")
+            raise located(label, f"unknown field {path}{_suggest(str(path))}")
         _drop_other_rf_layout(data, path)
         _put(data, path, value)
     return _build(_validate(data, label), hw.source)
@@ -217,13 +217,13 @@ def with_overrides(hw: Hardware, overrides: Mapping[str, object]) -> Hardware:
 def _validate(data: object, label: str) -> dict[str, Any]:
     """Check ``data`` against FIELDS; return its fields flattened to dotted paths, normalized."""
     if not isinstance(data, dict):
-        raise _error(label, f"top level must be a mapping of hardware fields, got {_show(data)}")
+        raise located(label, f"top level must be a mapping of hardware fields, got {_show(data)}")
     flat = _flatten(data, "", label)
     for path, rule in FIELDS.items():
         if path in flat:
             flat[path] = _check_value(path, flat[path], rule, label)
         elif rule.required:
-            raise _error(label, f"missing required field {path}")
+            raise located(label, f"missing required field {path}")
     _check_rf(flat, label)
     _check_glb(flat, label)
     return flat
@@ -238,10 +238,10 @@ def _flatten(data: dict[Any, Any], prefix: str, label: str) -> dict[str, Any]:
         elif path in SECTIONS:
             value = {} if value is None else value
             if not isinstance(value, dict):
-                raise _error(label, f"{path} must be a mapping of fields, got {_show(value)}")
+                raise located(label, f"{path} must be a mapping of fields, got {_show(value)}")
             flat.update(_flatten(value, f"{path}.", label))
         else:
-            raise _error(label, f"unknown key {path}{_suggest(path)}")
+            raise located(label, f"unknown key {path}{_suggest(path)}")
     return flat
 
 
@@ -249,26 +249,26 @@ def _check_value(path: str, value: object, rule: _Rule, label: str) -> object:
     if rule.kind is bool:
         if isinstance(value, bool):
             return value
-        raise _error(label, f"{path} must be true or false, got {_show(value)}")
+        raise located(label, f"{path} must be true or false, got {_show(value)}")
     if rule.kind is str:
         if rule.choices and value not in rule.choices:
-            raise _error(label, f"{path} must be one of {', '.join(rule.choices)}, got {_show(value)}")
+            raise located(label, f"{path} must be one of {', '.join(rule.choices)}, got {_show(value)}")
         if isinstance(value, str) and value.strip():
             return value
-        raise _error(label, f"{path} must be a non-empty string, got {_show(value)}")
+        raise located(label, f"{path} must be a non-empty string, got {_show(value)}")
     wanted = "an integer" if rule.kind is int else "a number"
-    wrong_type = _error(label, f"{path} must be {wanted}, got {_show(value)}{_text_hint(value)}")
+    wrong_type = located(label, f"{path} must be {wanted}, got {_show(value)}{_text_hint(value)}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise wrong_type
     if rule.kind is int and not isinstance(value, numbers.Integral):
         raise wrong_type
     number = float(value) if abs(value) < 1e300 else math.inf
     if not math.isfinite(number):
-        raise _error(label, f"{path} must be a finite number, got {_show(value)}")
+        raise located(label, f"{path} must be a finite number, got {_show(value)}")
     too_low = number < rule.low or (rule.strict and number == rule.low)
     if too_low or (rule.high is not None and number > rule.high):
         bounds = _bounds(rule) if too_low or rule.high < _MAX_COUNT else f"at most {rule.high:.10g}"
-        raise _error(label, f"{path} must be {bounds}, got {_show(value)}")
+        raise located(label, f"{path} must be {bounds}, got {_show(value)}")
     return rule.kind(value)
 
 
@@ -276,18 +276,18 @@ def _check_rf(flat: dict[str, Any], label: str) -> None:
     given = [path for path in ("rf.words", *_RF_SPLIT) if path in flat]
     if "rf.words" in given and len(given) > 1:
         both = ", ".join(given)
-        raise _error(label, f"rf must give either words (unified) or the three split fields, not both; got {both}")
+        raise located(label, f"rf must give either words (unified) or the three split fields, not both; got {both}")
     if not given:
-        raise _error(label, "missing required field rf.words (or rf.filter_words, rf.ifmap_words, rf.psum_words)")
+        raise located(label, "missing required field rf.words (or rf.filter_words, rf.ifmap_words, rf.psum_words)")
     missing = [path for path in _RF_SPLIT if path not in flat]
     if "rf.words" not in given and missing:
-        raise _error(label, f"missing required field {missing[0]} (a split RF needs {', '.join(_RF_SPLIT)})")
+        raise located(label, f"missing required field {missing[0]} (a split RF needs {', '.join(_RF_SPLIT)})")
 
 
 def _check_glb(flat: dict[str, Any], label: str) -> None:
     size, staged = flat["glb.size_kb"], flat.get("glb.filter_kb", 0.0)
     if staged >= size:
-        raise _error(label, f"glb.filter_kb must be < glb.size_kb ({size:g}), got {staged:g}")
+        raise located(label, f"glb.filter_kb must be < glb.size_kb ({size:g}), got {staged:g}")
 
 
 def _text_hint(value: object) -> str:
@@ -394,5 +394,3 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def _error(label: str, message: str) -> EyesimError:
-    return EyesimError(" ".join(f"{label}: {message}".split()))

@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from eyesim.errors import EyesimError
+from eyesim.errors import EyesimError, first_line
 from eyesim.workload import Layer, LayerIO, NotModelled, Workload, out_size
 
 MIN_OPSET = 7
@@ -117,18 +117,13 @@ def _model_name(model: object, proto: onnx.ModelProto) -> str:
     return Path(model).stem
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
-
-
 def _read(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise EyesimError("no such file" if not path.exists() else "not a file")
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf DecodeError and friends
-        raise EyesimError(f"not an ONNX file, or truncated (protobuf parse error: {_first_line(err)})") from err
+        raise EyesimError(f"not an ONNX file, or truncated (protobuf parse error: {first_line(err)})") from err
 
 
 def _import(work: onnx.ModelProto, name: str, batch: int) -> Workload:
@@ -178,7 +173,7 @@ def _check(proto: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(proto)
     except Exception as err:
-        raise EyesimError(f"fails the ONNX checker: {_first_line(err)}") from err
+        raise EyesimError(f"fails the ONNX checker: {first_line(err)}") from err
     finally:
         for ttype in unshaped:
             ttype.ClearField("shape")
@@ -323,7 +318,7 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
             return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=data_prop)
         except _INFER_ERRORS as err:
             error = error or err
-    raise EyesimError(f"ONNX shape inference failed: {_first_line(error)}")
+    raise EyesimError(f"ONNX shape inference failed: {first_line(error)}")
 
 
 def _infer_folding_shapes(model: onnx.ModelProto) -> onnx.ModelProto:

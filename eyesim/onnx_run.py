@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from eyesim.errors import EyesimError
+from eyesim.errors import EyesimError, first_line
 
 CHUNK = 256  # samples per onnxruntime call when the batch dimension is free
 
@@ -51,7 +51,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     try:
         model = onnx.load(str(path))
     except Exception as err:  # protobuf DecodeError, missing external data
-        raise EyesimError(f"{path}: not an ONNX file, or truncated ({_first_line(err)})") from err
+        raise EyesimError(f"{path}: not an ONNX file, or truncated ({first_line(err)})") from err
     if not model.HasField("graph") or not model.graph.node:
         raise EyesimError(f"{path}: not an ONNX model (no graph nodes)")
     return model
@@ -65,7 +65,7 @@ def load_samples(path: str | os.PathLike, need_labels: bool = True) -> Samples:
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise EyesimError(f"{path}: not a NumPy .npy/.npz file ({_first_line(err)})") from err
+        raise EyesimError(f"{path}: not a NumPy .npy/.npz file ({first_line(err)})") from err
     if isinstance(loaded, np.ndarray):
         x, y = loaded, None
     else:
@@ -84,11 +84,6 @@ def _labels(y: np.ndarray, x: np.ndarray, path: Path) -> np.ndarray:
         raise EyesimError(f"{path}: labels 'y' must be {x.shape[0]} integers (one per sample of 'x'), "
                           f"got shape {y.shape} of {y.dtype}")
     return y.astype(np.int64)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def data_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
@@ -152,7 +147,7 @@ class Runner:
                 self._sessions[key] = self._ort.InferenceSession(work.SerializeToString(), options,
                                                                  providers=["CPUExecutionProvider"])
             except Exception as err:  # onnxruntime's Fail, InvalidGraph, NotImplemented...
-                raise EyesimError(f"onnxruntime cannot load the model: {_first_line(err)}") from err
+                raise EyesimError(f"onnxruntime cannot load the model: {first_line(err)}") from err
         return self._sessions[key]
 
     def run(self, x: np.ndarray, fetch: Iterable[str], weights: Mapping[str, np.ndarray] | None = None
@@ -169,7 +164,7 @@ class Runner:
             try:
                 outs = session.run(list(fetch), {self.input: x[start:start + self.chunk], **feeds})
             except Exception as err:  # onnxruntime's InvalidArgument, RuntimeException...
-                raise EyesimError(f"onnxruntime cannot run the model on these samples: {_first_line(err)}") from err
+                raise EyesimError(f"onnxruntime cannot run the model on these samples: {first_line(err)}") from err
             for part, out in zip(parts, outs, strict=True):
                 part.append(out)
         return [np.concatenate(part) for part in parts]

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from eyesim.errors import EyesimError
+from eyesim.errors import located
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -27,23 +27,19 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _error(source: str, message: str) -> EyesimError:
-    return EyesimError(" ".join(f"{source}: {message}".split()))
-
-
 def read_text(path: str | os.PathLike[str], what: str) -> str:
     """The file's text; ``what`` names the kind of file in messages (e.g. "hardware file")."""
     source = str(path)
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as err:
-        raise _error(source, f"{what} not found") from err
+        raise located(source, f"{what} not found") from err
     except IsADirectoryError as err:
-        raise _error(source, f"is a directory, not a {what}") from err
+        raise located(source, f"is a directory, not a {what}") from err
     except UnicodeDecodeError as err:
-        raise _error(source, "not a text file (cannot be read as UTF-8)") from err
+        raise located(source, "not a text file (cannot be read as UTF-8)") from err
     except OSError as err:
-        raise _error(source, f"cannot read {what}: {err.strerror or err}") from err
+        raise located(source, f"cannot read {what}: {err.strerror or err}") from err
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -54,9 +50,9 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = ", ".join(part for part in (err.context, err.problem) if part)
-        raise _error(source, f"not valid YAML{where}: {what}") from err
+        raise located(source, f"not valid YAML{where}: {what}") from err
     except yaml.YAMLError as err:
-        raise _error(source, f"not valid YAML: {err}") from err
+        raise located(source, f"not valid YAML: {err}") from err
 
 
 def read_yaml(path: str | os.PathLike[str], what: str) -> Any:
