@@ -27,11 +27,11 @@ def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np.ndarray | str | Path,
-            bits: tuple[int, int], progress=None) -> dict[str, ValueCounts]:
+            bits: tuple[int, int], progress=None, label: str | None = None) -> dict[str, ValueCounts]:
     """Per-layer value counts over ``samples`` (images first, or a .npy/.npz path), run with onnxruntime."""
     import onnxruntime as ort
 
-    label = workload.model if isinstance(model, onnx.ModelProto) else str(model)
+    label = label or (workload.model if isinstance(model, onnx.ModelProto) else str(model))
     model = model if isinstance(model, onnx.ModelProto) else load_model(model)
     found = Samples(samples, None, label) if isinstance(samples, np.ndarray) else load_samples(samples, False)
     weights = model_weights(model)

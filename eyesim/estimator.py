@@ -57,8 +57,9 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
     target = Target.of(*_hardware(hw, bits))
     pinned = _pinned(mapping, workload)
     user = _user_densities(densities, workload)
-    weights = _weight_stats(model, workload, target.bits.weights)
-    counts = _sample_counts(model, workload, samples, target.bits, progress)
+    proto = _with_weights(model)  # read once, for the weights and for running samples
+    weights = weight_stats(proto, workload, target.bits.weights) if proto is not None else {}
+    counts = _sample_counts(proto, _label(model), workload, samples, target.bits, progress)
     cache: SearchCache = {}
     results = []
     for layer in workload.layers:
@@ -187,33 +188,40 @@ def _user_densities(densities, workload: Workload) -> dict[str, dict[str, float]
     return out
 
 
-def _weight_stats(model, workload: Workload, bits: int) -> dict[str, tuple[float, int, int]]:
-    """(non-zero fraction, run-length coded 64-bit words, values) of each layer's weights in the ONNX file."""
-    if isinstance(model, Workload):
-        return {}
-    weights = model_weights(model if isinstance(model, onnx.ModelProto) else _with_weights(model))
+def weight_stats(proto: onnx.ModelProto, workload: Workload, bits: int) -> dict[str, tuple[float, int, int]]:
+    """(non-zero fraction, run-length coded 64-bit words, values) of each layer's weights in the ONNX model."""
+    weights = model_weights(proto)
     return {name: (np.count_nonzero(w) / w.size, rlc_words(w, bits), w.size)
             for name, io in workload.io.items() if (w := weights.get(io.weights)) is not None}
 
 
-def _with_weights(path) -> onnx.ModelProto:
-    """The ONNX file with its weights; without the external ones if their data file cannot be read."""
+def _with_weights(model) -> onnx.ModelProto | None:
+    """The ONNX model with its weights (None for a Workload); without external ones whose file cannot be read."""
+    if isinstance(model, Workload | onnx.ModelProto):
+        return model if isinstance(model, onnx.ModelProto) else None
+    path = model
     try:
         return onnx.load(str(path))
     except Exception:  # noqa: BLE001 - a missing or broken external data file: use what the file itself holds
         return onnx.load(str(path), load_external_data=False)
 
 
-def _sample_counts(model, workload: Workload, samples, bits: Bits, progress=None) -> dict[str, ValueCounts]:
+def _label(model) -> str:
+    return model.graph.name or "model" if isinstance(model, onnx.ModelProto) else str(model)
+
+
+def _sample_counts(proto: onnx.ModelProto | None, label: str, workload: Workload, samples, bits: Bits,
+                   progress=None) -> dict[str, ValueCounts]:
     if samples is None:
         return {}
-    if isinstance(model, Workload):
+    if proto is None:
         raise EyesimError("samples need the ONNX model (a path or a ModelProto), not a Workload")
     def ran(done: int) -> None:
         if progress is not None:
             progress(f"ran {done} samples")
 
-    return measure(model, workload, samples, (bits.ifmap, bits.ifmap), ran)  # fmaps are stored at ifmap width
+    fmap_bits = (bits.ifmap, bits.ifmap)  # fmaps are stored at the ifmap width
+    return measure(proto, workload, samples, fmap_bits, ran, label=label)
 
 
 def _weight_ratio(name: str, density: Density, weights: dict, user: dict, target: Target) -> float:

@@ -33,10 +33,9 @@ import onnx
 import pandas as pd
 
 from eyesim import dataflow as df
-from eyesim.activations import model_weights
 from eyesim.area import AREA_COLUMNS, AreaModel
 from eyesim.errors import EyesimError
-from eyesim.estimator import Target
+from eyesim.estimator import Target, weight_stats
 from eyesim.estimator import estimate as estimate_model
 from eyesim.hardware import FIELDS, Hardware, hardware_to_dict, load_hardware, with_overrides
 from eyesim.mapping import Mapping
@@ -305,17 +304,15 @@ def make_job(model: str | os.PathLike[str] | Workload, hw: str | os.PathLike[str
         proto, density = None, ()
     else:
         workloads = {b: load_workload(model, batch=b) for b in grid.batches()}
-        proto, density = _weights(model, next(iter(workloads.values())))
+        proto, density = _weights(model, next(iter(workloads.values())), base.widths.weights)
     name = next(iter(workloads.values())).model
     return SweepJob(name, workloads, base, grid, area or AreaModel(), reuse, proto, density)
 
 
-def _weights(path: str | os.PathLike[str], workload: Workload) -> tuple[onnx.ModelProto | None, tuple]:
+def _weights(path: str | os.PathLike[str], workload: Workload, bits: int) -> tuple[onnx.ModelProto | None, tuple]:
     """The model and its layers' weight densities if it holds weights (else the shapes are all there is)."""
     proto = onnx.load(str(path))
-    weights = model_weights(proto)
-    density = tuple((name, float(np.count_nonzero(weights[io.weights]) / weights[io.weights].size))
-                    for name, io in workload.io.items() if io.weights in weights)
+    density = tuple((name, stats[0]) for name, stats in weight_stats(proto, workload, bits).items())
     return (proto, density) if density else (None, ())
 
 
