@@ -13,13 +13,11 @@ from numba import njit
 
 # layer vector (per group)
 L_N, L_C, L_M, L_H, L_W, L_R, L_S, L_E, L_F, L_U, L_UW, L_DH, L_DW = range(13)
-LAYER_LEN = 13
 # hardware vector; capacities in bits
 HW_ROWS, HW_COLS, HW_RF_UNIFIED, HW_RF_BITS, HW_RF_FILTER, HW_RF_IFMAP, HW_RF_PSUM = range(7)
 HW_GLB_BITS, HW_STAGE_FILTERS, HW_BITS_W, HW_BITS_I, HW_BITS_P = range(7, 12)
 HW_LEN = 12
-# mapping vector
-MP_M, MP_N, MP_E, MP_P, MP_Q, MP_R, MP_T = range(7)
+# mapping vector, in this order
 MAPPING_KEYS = ("m", "n", "e", "p", "q", "r", "t")
 # counts array: [level, data type, read/write]
 DRAM, GLB, ARRAY, RF = range(4)

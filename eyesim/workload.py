@@ -61,18 +61,6 @@ class Layer:
         return self.N * self.G * self.M * self.C * self.E * self.F * self.R * self.S
 
     @property
-    def n_weights(self) -> int:
-        return self.G * self.M * self.C * self.R * self.S
-
-    @property
-    def n_ifmap(self) -> int:
-        return self.N * self.G * self.C * self.H * self.W
-
-    @property
-    def n_ofmap(self) -> int:
-        return self.N * self.G * self.M * self.E * self.F
-
-    @property
     def covers_input(self) -> bool:
         """A fully connected layer written as a convolution whose filter covers its whole input."""
         return self.E == self.F == 1 and self.R == self.H and self.S == self.W and self.R * self.S > 1
