@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from eyesim.hardware import load_hardware, with_overrides
-from eyesim.onnx_run import Samples, load_model
 from eyesim.prune import PruneResult, energy_estimate, prune
+from eyesim.workload.onnx.run import Samples, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models_onnx" / "lenet5-mnist.onnx"

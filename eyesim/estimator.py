@@ -9,17 +9,22 @@ import numpy as np
 import onnx
 
 from eyesim import dataflow as df
-from eyesim.activations import measure, model_weights
+from eyesim.cost.breakdown import breakdown
+from eyesim.cost.compression import dram_ratio, rlc_words
+from eyesim.cost.counts import hw_vector, layer_counts, layer_vector
+from eyesim.cost.energy import access_costs, layer_costs, mac_cost
+from eyesim.cost.samples import measure, model_weights
+from eyesim.cost.timing import layer_timing
+from eyesim.cost.values import ValueCounts
+from eyesim.cost.zeros import Density, ZeroEffects, zero_effects
+from eyesim.dataflow.search import search_layer
 from eyesim.errors import EyesimError
-from eyesim.hardware import Bits, Hardware, load_hardware
+from eyesim.hardware.load import load_hardware
+from eyesim.hardware.spec import Bits, Hardware
 from eyesim.mapping import Mapping, load_mapping_file, violation
-from eyesim.model import access_costs, breakdown, hw_vector, layer_costs, layer_counts, layer_vector, mac_cost
-from eyesim.onnx_import import load_workload
 from eyesim.result import LayerResult, Result
-from eyesim.search import search_layer
-from eyesim.sparsity import Density, ValueCounts, ZeroEffects, dram_ratio, rlc_words, zero_effects
-from eyesim.timing import layer_timing
-from eyesim.workload import Layer, Workload
+from eyesim.workload.layer import Layer, Workload
+from eyesim.workload.onnx.load import load_workload
 
 SMALLEST = Mapping(1, 1, 1, 1, 1, 1, 1)
 DENSITY_TYPES = ("weights", "ifmap", "ofmap")

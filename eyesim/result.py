@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from eyesim.cost.breakdown import DATA_TYPES, ENERGY_LEVELS, ENERGY_TYPES, Breakdown
+from eyesim.cost.timing import Timing
+from eyesim.cost.zeros import Density, ZeroEffects
 from eyesim.errors import EyesimError
-from eyesim.hardware import COSTS, LEVELS, Bits, Hardware, hardware_to_dict
+from eyesim.hardware.schema import COSTS, LEVELS
+from eyesim.hardware.spec import Bits, Hardware, hardware_to_dict
 from eyesim.mapping import Mapping
-from eyesim.model import DATA_TYPES, ENERGY_LEVELS, ENERGY_TYPES, Breakdown
-from eyesim.sparsity import Density, ZeroEffects
-from eyesim.timing import Timing
-from eyesim.workload import Layer, NotModelled
+from eyesim.workload.layer import Layer, NotModelled
 
 UNITS = {
     "energy": "normalized: one 16-bit MAC = 1 (costs per 16-bit access from the hardware file)",

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eyesim import dataflow as df
+from eyesim.cost.counts import layer_counts
 from eyesim.mapping import Mapping
-from eyesim.model import layer_counts
 from eyesim.workload import Layer
 from tests.layers import small_layers, tilings
 from tests.reference_trace import trace_counts

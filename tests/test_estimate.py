@@ -10,12 +10,12 @@ import pytest
 
 import eyesim
 from eyesim import dataflow as df
+from eyesim.cost.counts import layer_vector
+from eyesim.dataflow.search import mapping_energy
 from eyesim.errors import EyesimError
 from eyesim.estimator import Target, best_mapping
 from eyesim.hardware import load_hardware, with_overrides
 from eyesim.mapping import Mapping, load_mapping_file
-from eyesim.model import layer_vector
-from eyesim.search import mapping_energy
 from eyesim.workload import Layer, Workload
 
 ROOT = Path(__file__).resolve().parent.parent

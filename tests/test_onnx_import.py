@@ -1,4 +1,4 @@
-"""eyesim.onnx_import: ONNX graphs -> Workload (DESIGN.md §2 shapes).
+"""eyesim.workload.onnx: ONNX graphs -> Workload (DESIGN.md §2 shapes).
 
 Zoo models (the onnx wheel's light model set) are checked against MAC counts taken straight from
 the graph after ONNX shape inference; small hand-built graphs are checked field by field.
@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from eyesim.errors import EyesimError
-from eyesim.onnx_import import MAC_OPS, NO_MAC_OPS, load_workload
 from eyesim.workload import Layer
+from eyesim.workload.onnx.load import load_workload
+from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 ZOO = sorted(glob.glob(os.path.join(LIGHT_DIR, "*.onnx")))

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 import eyesim
-from eyesim.cli_extra import plot as plot_command
+from eyesim.cli.plot import plot as plot_command
 from eyesim.errors import EyesimError
-from eyesim.plot import pareto_mask, plot_file, plot_result
+from eyesim.report.plot import pareto_mask, plot_file, plot_result
 from eyesim.sweep import Grid, make_job, parse_vary, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +92,7 @@ def test_missing_matplotlib_is_a_clear_error(tmp_path, result, monkeypatch):
 
 
 def test_matplotlib_is_not_imported_at_start_up():
-    code = "import sys, eyesim.cli, eyesim.cli_extra, eyesim.plot, eyesim.sweep; print('matplotlib' in sys.modules)"
+    code = ("import sys, eyesim.cli, eyesim.cli.sweep, eyesim.report.plot, eyesim.sweep; "
+            "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,11 +10,10 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from eyesim.cli_prune import prune as prune_command
-from eyesim.onnx_run import Runner, Samples
+from eyesim.cli.prune import prune as prune_command
 from eyesim.prune import prune, smallest_passing
-from eyesim.prune_layers import prunable_layers
-from eyesim.prune_restore import (
+from eyesim.prune.layers import prunable_layers
+from eyesim.prune.restore import (
     Stats,
     greedy_support,
     layer_stats,
@@ -23,6 +22,7 @@ from eyesim.prune_restore import (
     refit,
     removal_sequence,
 )
+from eyesim.workload.onnx.run import Runner, Samples
 from tests.cli_support import assert_one_line_error
 
 from .test_cli import ALEXNET, CHIP, ROOT
@@ -263,7 +263,7 @@ def test_finetune_keeps_zeros_and_the_rule(digits):
     model = onnx.load(str(digits / "cnn.onnx"))
     data = np.load(digits / "data.npz")
     samples = Samples(data["x"], data["y"], "data")
-    from eyesim.prune_finetune import finetuner
+    from eyesim.prune.finetune import finetuner
 
     result = prune(model, CHIP, samples, method="magnitude", passes=1, finetune=finetuner(1))
     assert result.after.accuracy >= result.threshold

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eyesim import dataflow as df
-from eyesim.model import layer_vector
-from eyesim.search import mapping_energy, search_layer
+from eyesim.cost.counts import layer_vector
+from eyesim.dataflow.search import mapping_energy, search_layer
 from tests.layers import small_hw_vectors, small_layers, tilings
 
 COST = np.outer([200.0, 6.0, 2.0, 1.0], [1.0, 1.0, 1.0])

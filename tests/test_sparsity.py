@@ -14,19 +14,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 import eyesim
 from eyesim import dataflow as df
+from eyesim.cost.compression import rlc_expected_ratio, rlc_words, sigmap_ratio
+from eyesim.cost.timing import compute_cycles
+from eyesim.cost.values import conv_zero_counts
+from eyesim.cost.zeros import Density, zero_effects
 from eyesim.errors import EyesimError
 from eyesim.estimator import Target, estimate_layer
 from eyesim.hardware import load_hardware, with_overrides
 from eyesim.mapping import Mapping
-from eyesim.sparsity import (
-    Density,
-    conv_zero_counts,
-    rlc_expected_ratio,
-    rlc_words,
-    sigmap_ratio,
-    zero_effects,
-)
-from eyesim.timing import compute_cycles
 from eyesim.workload import LayerIO
 from tests.layers import small_layers, tilings
 from tests.reference_trace import trace_counts

@@ -18,22 +18,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 import eyesim
 from eyesim import dataflow as df
-from eyesim.area import AREA_COLUMNS, AreaModel
-from eyesim.cli_extra import sweep as sweep_command
+from eyesim.cli.sweep import sweep as sweep_command
+from eyesim.cost.counts import layer_vector
+from eyesim.dataflow.search import search_layer
 from eyesim.errors import EyesimError
 from eyesim.hardware import load_hardware, with_overrides
-from eyesim.model import layer_vector
-from eyesim.search import search_layer
-from eyesim.sweep import (
-    Grid,
-    _memo,
-    config_columns,
-    load_spec,
-    make_job,
-    parse_vary,
-    read_sweep,
-    run_sweep,
-)
+from eyesim.hardware.area import AREA_COLUMNS, AreaModel
+from eyesim.sweep.grid import Grid, load_spec, parse_vary
+from eyesim.sweep.job import _memo, make_job
+from eyesim.sweep.output import config_columns, read_sweep
+from eyesim.sweep.run import run_sweep
 from tests.cli_support import assert_one_line_error
 from tests.layers import small_hw_vectors, small_layers
 

@@ -40,7 +40,8 @@ def outputs(args: tuple[str, ...]) -> dict[str, bytes]:
         js, csv = Path(tmp, "r.json"), Path(tmp, "r.csv")
         res = CliRunner().invoke(main, ["estimate", *args, "-o", str(js), "-o", str(csv)])
         if res.exit_code != 0:
-            raise RuntimeError(f"eyesim estimate {' '.join(args)} failed (exit {res.exit_code}): {res.output} {res.exception!r}")
+            raise RuntimeError(f"eyesim estimate {' '.join(args)} failed (exit {res.exit_code}): "
+                               f"{res.output} {res.exception!r}")
         return {"txt": res.stdout.encode(), "json": js.read_bytes(), "csv": csv.read_bytes()}
 
 

@@ -1,0 +1,101 @@
+"""Activations: run an ONNX model on sample inputs (onnxruntime) and count the zeros each layer sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from eyesim.cost.values import ValueCounts, merge_counts, value_counts
+from eyesim.errors import EyesimError
+from eyesim.workload.layer import Workload
+from eyesim.workload.onnx.run import Samples, check_samples, data_input, load_model, load_samples
+
+CHUNK = 16  # sample images per onnxruntime run
+
+
+def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Constant tensors of the graph: initializers (those whose data the file holds) and Constant node values."""
+    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer
+               if init.data_location != onnx.TensorProto.EXTERNAL}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            weights[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return weights
+
+
+def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np.ndarray | str | Path,
+            bits: tuple[int, int], progress=None, label: str | None = None) -> dict[str, ValueCounts]:
+    """Per-layer value counts over ``samples`` (images first, or a .npy/.npz path), run with onnxruntime."""
+    import onnxruntime as ort
+
+    label = label or (workload.model if isinstance(model, onnx.ModelProto) else str(model))
+    model = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    found = Samples(samples, None, label) if isinstance(samples, np.ndarray) else load_samples(samples, False)
+    weights = model_weights(model)
+    missing = [vi.name for vi in model.graph.input if vi.name not in weights and vi.name not in workload.inputs]
+    if missing:
+        raise EyesimError(f"{label}: running samples needs a model with weights; {missing[0]!r} (and "
+                          f"{len(missing) - 1} more) have no values (a shape-only model)")
+    samples = check_samples(model, found)
+    if samples.dtype.kind == "f" and not np.isfinite(samples).all():
+        raise EyesimError(f"{found.source}: samples hold NaN or infinite values")
+    input_name = data_input(model).name
+    wanted = sorted({t for io in workload.io.values() for t in (io.ifmap, io.ofmap)} - set(workload.inputs))
+    try:
+        session = ort.InferenceSession(_with_outputs(model, wanted).SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise EyesimError(f"{label}: onnxruntime cannot load the model ({_last_line(err)})") from None
+    fixed = _fixed_batch(model, input_name)  # the file's own batch, whatever --batch says
+    counts: dict[str, ValueCounts | None] = dict.fromkeys(workload.io)
+    step = fixed or CHUNK
+    for start in range(0, len(samples) - len(samples) % step if fixed else len(samples), step):
+        batch = samples[start:start + step]
+        try:
+            values = dict(zip([input_name, *wanted], [batch, *session.run(wanted, {input_name: batch})],
+                              strict=True))
+        except Exception as err:  # onnxruntime reports bad inputs as its own exception types
+            raise EyesimError(f"{label}: onnxruntime could not run the samples ({_last_line(err)})") from None
+        for layer in workload.layers:
+            io = workload.io[layer.name]
+            found = value_counts(values[io.ifmap], values[io.ofmap], weights.get(io.weights), layer, io, bits)
+            counts[layer.name] = merge_counts(counts[layer.name], found)
+        if progress is not None:
+            progress(min(start + step, len(samples)))
+    if any(c is None for c in counts.values()):
+        raise EyesimError(f"{label}: need at least {step} samples (the ONNX file fixes its batch at {step})")
+    return counts  # type: ignore[return-value]
+
+
+def _last_line(err: BaseException) -> str:
+    """onnxruntime puts the reason after the source location."""
+    text = " ".join(str(err).split())
+    return text.rsplit(" : ", 1)[-1][-300:]
+
+
+def _fixed_batch(model: onnx.ModelProto, input_name: str) -> int | None:
+    """The batch size the ONNX file fixes for its data input (onnxruntime runs it at that), or None."""
+    for vi in model.graph.input:
+        if vi.name == input_name:
+            dim = vi.type.tensor_type.shape.dim
+            return dim[0].dim_value if dim and dim[0].HasField("dim_value") and dim[0].dim_value > 0 else None
+    return None
+
+
+def _with_outputs(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs ``tensors`` (types from shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    present = {o.name for o in out.graph.output}
+    for name in tensors:
+        if name in present:
+            continue
+        if name not in types:
+            raise EyesimError(f"cannot capture tensor {name!r}: shape inference gives it no type")
+        out.graph.output.append(types[name])
+    return out

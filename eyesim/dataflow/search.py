@@ -1,0 +1,215 @@
+"""Mapping search: the exhaustive minimum-energy RS mapping of one layer (Numba kernel).
+
+The objective is the layer's energy summed in three parts, one per loop level of the search
+(pass level: e, p, t; channel level: q, r; tile level: n, m); see the project's DESIGN.md,
+"Search". The search is a branch and bound over every legal (m, n, e, p, q, r, t) of DESIGN §4
+that returns exactly what a brute-force scan returns: the least energy, ties going to the
+lexicographically smallest (m, n, e, p, q, r, t). Points are skipped only when provably unable
+to win:
+- a branch whose lower bound already exceeds the best energy found;
+- for given (n, e, p, q, r, t), every m but the smallest one reaching the fewest m-chunks;
+- points whose n, q or r can be lowered by one without changing any count (the lower one fits
+  wherever the higher one does, and wins the tie).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from eyesim.dataflow.counts import count_channel_level, count_pass_level, count_tile_level
+from eyesim.dataflow.geometry import ceil_div, rows_over_strips
+from eyesim.dataflow.indices import (
+    HW_BITS_I,
+    HW_BITS_P,
+    HW_COLS,
+    HW_GLB_BITS,
+    HW_ROWS,
+    L_C,
+    L_E,
+    L_F,
+    L_M,
+    L_N,
+    L_R,
+    L_S,
+    OK,
+)
+from eyesim.dataflow.legality import rf_violation, sets_that_fit
+
+
+@njit(cache=True)
+def part_energy(counts, cost) -> float:
+    """Energy of the words in ``counts[level, type, rw]`` (entries of other parts are zero)."""
+    total = 0.0
+    for lv in range(counts.shape[0]):
+        for ty in range(counts.shape[1]):
+            total += (counts[lv, ty, 0] + counts[lv, ty, 1]) * cost[lv, ty]
+    return total
+
+
+@njit(cache=True)
+def _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) -> float:
+    M = layer[L_M]
+    scratch[:] = 0
+    macs = count_pass_level(layer, rows_total, cols, ceil_div(M, p * t), ceil_div(M, p), scratch)
+    return macs * mac_cost + part_energy(scratch, cost)
+
+
+@njit(cache=True)
+def _channel_energy(layer, q, r, cost, scratch) -> float:
+    C = layer[L_C]
+    scratch[:] = 0
+    count_channel_level(layer, ceil_div(C, q * r), ceil_div(C, q), scratch)
+    return part_energy(scratch, cost)
+
+
+@njit(cache=True)
+def _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch) -> float:
+    scratch[:] = 0
+    count_tile_level(layer, hw, ceil_div(layer[L_E], e), rows_total, cols, ceil_div(layer[L_N], n),
+                     ceil_div(layer[L_M], m), scratch)
+    return part_energy(scratch, cost)
+
+
+@njit(cache=True)
+def mapping_energy(layer, hw, mp, rows_table, cols, cost, mac_cost) -> float:
+    """The search's objective for one mapping of one group, summed exactly as the search sums it."""
+    m, n, e, p, q, r, t = mp[0], mp[1], mp[2], mp[3], mp[4], mp[5], mp[6]
+    scratch = np.zeros((4, 3, 2), dtype=np.int64)
+    rows_total = rows_over_strips(layer, rows_table, e)
+    upper = _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) + _channel_energy(
+        layer, q, r, cost, scratch)
+    return upper + _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch)
+
+
+@njit(cache=True)
+def best_m(n, e, pt, qr, layer, rows_e, cols, hw) -> int:
+    """Smallest m among those reaching the fewest m-chunks that fit the GLB; 0 if none fits."""
+    M = layer[L_M]
+    room = hw[HW_GLB_BITS] - n * qr * rows_e * cols * hw[HW_BITS_I]
+    if room < 0:
+        return 0
+    m_cap = room // (n * e * layer[L_F] * hw[HW_BITS_P])
+    if m_cap >= M:
+        return M
+    m_hi = (m_cap // pt) * pt
+    if m_hi < pt:
+        return 0
+    chunks = ceil_div(M, m_hi)
+    return ceil_div(ceil_div(M, chunks), pt) * pt
+
+
+@njit(cache=True)
+def _tile_bound(layer, hw, e, pt, rows_e, rows_total, cols, cost, scratch) -> float:
+    """Least tile-level energy any (n, m) reaches with the smallest ifmap strip (q*r = 1); inf if none fits."""
+    N = layer[L_N]
+    lowest = np.inf
+    for n in range(1, N + 1):
+        if _lowering_keeps_counts(N, n):
+            continue
+        m = best_m(n, e, pt, 1, layer, rows_e, cols, hw)
+        if m == 0:
+            break
+        lowest = min(lowest, _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch))
+    return lowest
+
+
+@njit(cache=True)
+def _key_less(energy, mp, best_energy, best):
+    """Order of candidates: energy, then (m, n, e, p, q, r, t) lexicographically."""
+    if energy != best_energy:
+        return energy < best_energy
+    for i in range(7):
+        if mp[i] != best[i]:
+            return mp[i] < best[i]
+    return False
+
+
+@njit(cache=True)
+def _lowering_keeps_counts(total, k):
+    """True if k - 1 splits ``total`` into as many chunks as k does (so k - 1 ties and wins)."""
+    return k > 1 and ceil_div(total, k - 1) == ceil_div(total, k)
+
+
+@njit(cache=True)
+def _channel_tables(layer, hw, cost, scratch):
+    """Channel-level energy for every (q, r), and its running minimum over q' <= q, r' <= r."""
+    C, R, S = layer[L_C], layer[L_R], layer[L_S]
+    q_cap = 0
+    while q_cap < C and rf_violation(1, q_cap + 1, S, hw) == OK:
+        q_cap += 1
+    r_cap = min(C, hw[HW_ROWS] * hw[HW_COLS] // R)
+    energy = np.full((q_cap + 1, r_cap + 1), np.inf)
+    lowest = np.full((q_cap + 1, r_cap + 1), np.inf)
+    for q in range(1, q_cap + 1):
+        for r in range(1, min(r_cap, C // q) + 1):
+            energy[q, r] = _channel_energy(layer, q, r, cost, scratch)
+    for q in range(1, q_cap + 1):
+        for r in range(1, r_cap + 1):
+            lowest[q, r] = min(energy[q, r], lowest[q - 1, r], lowest[q, r - 1])
+    return energy, lowest, q_cap
+
+
+@njit(cache=True)
+def search_layer(layer, hw, rows_table, cols, cost, mac_cost):
+    """Exhaustive search of one group; returns (best mapping, its energy, mappings evaluated).
+
+    The best mapping is all zeros (energy inf) when no mapping is legal.
+    """
+    N, C, M, E, R, S = layer[L_N], layer[L_C], layer[L_M], layer[L_E], layer[L_R], layer[L_S]
+    best = np.zeros(7, dtype=np.int64)
+    best_energy = np.inf
+    mp = np.zeros(7, dtype=np.int64)
+    scratch = np.zeros((4, 3, 2), dtype=np.int64)
+    chan_energy, chan_lowest, q_cap = _channel_tables(layer, hw, cost, scratch)
+    q_max_of_p = np.zeros(M + 1, dtype=np.int64)  # most channels a PE holding p filters fits
+    for p in range(1, M + 1):
+        q = q_cap if p == 1 else q_max_of_p[p - 1]
+        while q > 0 and rf_violation(p, q, S, hw) != OK:
+            q -= 1
+        q_max_of_p[p] = q
+    tile_bounds = np.empty(M + 1)  # per p*t, for the current e
+    evaluated = 0
+    for e in range(E, 0, -1):  # large strips and wide splits first: a good bound early
+        n_sets = sets_that_fit(R, e, hw[HW_ROWS], hw[HW_COLS])
+        rows_e = rows_table[e]
+        rows_total = rows_over_strips(layer, rows_table, e)
+        tile_floor = _tile_energy(layer, hw, e, rows_total, cols, N, M, cost, scratch)  # one n- and m-chunk
+        tile_bounds[:] = -1.0
+        for t in range(min(n_sets, M), 0, -1):
+            r_max = min(n_sets // t, C)
+            for p in range(M // t, 0, -1):
+                q_max = q_max_of_p[p]
+                if q_max == 0:
+                    continue
+                pt = p * t
+                pass_e = _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch)
+                if (pass_e + chan_lowest[q_max, r_max]) + tile_floor > best_energy:
+                    continue
+                if tile_bounds[pt] < 0:
+                    tile_bounds[pt] = _tile_bound(layer, hw, e, pt, rows_e, rows_total, cols, cost, scratch)
+                tile_bound = tile_bounds[pt]
+                if (pass_e + chan_lowest[q_max, r_max]) + tile_bound > best_energy:
+                    continue
+                for r in range(r_max, 0, -1):
+                    for q in range(min(q_max, C // r), 0, -1):
+                        if _lowering_keeps_counts(C, q) and ceil_div(C, (q - 1) * r) == ceil_div(C, q * r):
+                            continue
+                        if r > 1 and ceil_div(C, q * (r - 1)) == ceil_div(C, q * r):
+                            continue
+                        upper = pass_e + chan_energy[q, r]
+                        if upper + tile_bound > best_energy:
+                            continue
+                        for n in range(1, N + 1):
+                            if _lowering_keeps_counts(N, n):
+                                continue
+                            m = best_m(n, e, pt, q * r, layer, rows_e, cols, hw)
+                            if m == 0:
+                                break  # a larger n leaves even less GLB room
+                            energy = upper + _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch)
+                            evaluated += 1
+                            mp[0], mp[1], mp[2], mp[3], mp[4], mp[5], mp[6] = m, n, e, p, q, r, t
+                            if _key_less(energy, mp, best_energy, best):
+                                best_energy = energy
+                                best[:] = mp
+    return best, best_energy, evaluated

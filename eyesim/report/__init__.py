@@ -1,0 +1,1 @@
+"""How results are shown: the estimate's terminal ``table``, the pruning report (``prune``), pictures (``plot``)."""

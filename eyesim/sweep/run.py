@@ -1,0 +1,119 @@
+"""Running a sweep: the configurations not yet in the output, in chunks, on a runner, into the sink."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eyesim.sweep.job import Chunk, SweepJob
+from eyesim.sweep.runners import open_backend
+from eyesim.sweep.sink import Sink
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a run did."""
+
+    output: Path
+    configurations: int  # in the grid
+    skipped: int  # already in the output
+    evaluated: int  # configurations evaluated by this run
+    invalid: int  # of those, invalid ones
+    layer_evaluations: int  # (configuration, layer) pairs estimated by this run
+    seconds: float
+    workers: int
+
+
+def run_sweep(job: SweepJob, output: str | os.PathLike[str], *, workers: int | None = None,
+              scheduler: str | None = None, dask_workers: int | None = None, scheduler_timeout: float = 10.0,
+              chunk_size: int | None = None, progress: bool = False, flush_seconds: float = 5.0,
+              on_chunk: Callable[[int], None] | None = None) -> SweepSummary:
+    """Evaluate every configuration of ``job`` not yet in ``output`` and write them there.
+
+    Runs serially (``workers=1``), on ``workers`` local processes (default: all cores), on the Dask
+    scheduler at ``scheduler``, or on a LocalCluster of ``dask_workers`` processes. The file is
+    rewritten (atomically) at most every ``flush_seconds`` and at the end; its rows are sorted by
+    configuration, so the result does not depend on how the work was split.
+    """
+    start = time.perf_counter()
+    sink = Sink(Path(output), job)
+    keys = list(job.grid.keys())  # largest values first: their optima are reused by the smaller configurations
+    todo = sorted((i for i, key in enumerate(keys) if key not in sink.done), key=keys.__getitem__, reverse=True)
+    backend = open_backend(job, len(todo), workers, scheduler, dask_workers, scheduler_timeout)
+    counts = _Counts()
+    try:
+        futures = [backend.submit(chunk) for chunk in _chunks(todo, chunk_size or _chunk_size(len(todo),
+                                                                                                backend.workers))]
+        with _progress_bar(len(todo), progress) as bar:
+            for chunk in _collect(backend, futures, sink, flush_seconds):
+                counts.add(chunk)
+                bar.update(chunk.configurations)
+                if on_chunk is not None:
+                    on_chunk(chunk.configurations)
+    finally:
+        try:
+            if sink.pending or not sink.path.exists():
+                sink.write()
+        finally:
+            backend.close()
+    return SweepSummary(sink.path, len(job.grid), len(job.grid) - len(todo), counts.configurations, counts.invalid,
+                        counts.layers, time.perf_counter() - start, backend.workers)
+
+
+@dataclass
+class _Counts:
+    configurations: int = 0
+    invalid: int = 0
+    layers: int = 0
+
+    def add(self, chunk: Chunk) -> None:
+        self.configurations += chunk.configurations
+        self.invalid += chunk.invalid
+        self.layers += chunk.layers
+
+
+def _collect(backend: Any, futures: list[Any], sink: Sink, flush_seconds: float) -> Iterator[Chunk]:
+    """Each finished chunk, added to the sink; the file is rewritten when due (at most a fifth of the time)."""
+    last, write_s = time.monotonic(), 0.0
+    for future in backend.completed(futures):
+        chunk = future.result()
+        sink.add(chunk.table)
+        yield chunk
+        if time.monotonic() - last >= max(flush_seconds, 4 * write_s):
+            began = time.monotonic()
+            sink.write()
+            last, write_s = time.monotonic(), time.monotonic() - began
+
+
+def _chunk_size(todo: int, workers: int) -> int:
+    """Enough chunks to balance the workers (about 8 each), none too small to be worth a task or too big."""
+    return max(1, min(64, math.ceil(todo / (8 * workers)))) if workers > 1 else 64
+
+
+def _chunks(indices: list[int], size: int) -> list[list[int]]:
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="config", desc="sweep", file=sys.stderr, dynamic_ncols=True, disable=None)

@@ -1,0 +1,113 @@
+"""Layer and Workload specs: the shapes of what is computed, in DESIGN.md notation, and where its tensors are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eyesim.errors import EyesimError
+
+SHAPE_KEYS = ("N", "G", "C", "M", "H", "W", "R", "S", "E", "F", "U", "Uw", "Dh", "Dw")
+
+
+def out_size(size: int, filt: int, stride: int, dilation: int) -> int:
+    """Output extent of a convolution over a padded input of ``size``."""
+    return (size - dilation * (filt - 1) - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer with MACs, as a (grouped, strided, dilated) convolution.
+
+    C and M are per group; H and W are after padding; U/Uw are the vertical/horizontal
+    strides and Dh/Dw the dilations. A fully connected layer is a convolution whose filter
+    covers its whole input (E = F = 1).
+    """
+
+    name: str
+    op: str
+    N: int
+    G: int
+    C: int
+    M: int
+    H: int
+    W: int
+    R: int
+    S: int
+    E: int
+    F: int
+    U: int = 1
+    Uw: int = 1
+    Dh: int = 1
+    Dw: int = 1
+
+    def __post_init__(self) -> None:
+        for key in SHAPE_KEYS:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise EyesimError(f"layer {self.name!r}: {key} must be a positive integer, got {value!r}")
+        if out_size(self.H, self.R, self.U, self.Dh) != self.E:
+            raise EyesimError(f"layer {self.name!r}: E={self.E} does not follow from H={self.H}, R={self.R}, "
+                              f"U={self.U}")
+        if out_size(self.W, self.S, self.Uw, self.Dw) != self.F:
+            raise EyesimError(f"layer {self.name!r}: F={self.F} does not follow from W={self.W}, S={self.S}, "
+                              f"Uw={self.Uw}")
+
+    @property
+    def shape(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in SHAPE_KEYS}
+
+    @property
+    def macs(self) -> int:
+        return self.N * self.G * self.M * self.C * self.E * self.F * self.R * self.S
+
+    @property
+    def covers_input(self) -> bool:
+        """A fully connected layer written as a convolution whose filter covers its whole input."""
+        return self.E == self.F == 1 and self.R == self.H and self.S == self.W and self.R * self.S > 1
+
+    def flattened(self) -> Layer:
+        """The same fully connected layer over the flattened input: C*R*S channels, 1 x 1 filters."""
+        return Layer(**{**self.__dict__, "C": self.C * self.R * self.S, "H": 1, "W": 1, "R": 1, "S": 1})
+
+    def with_batch(self, batch: int) -> Layer:
+        return Layer(**{**self.__dict__, "N": batch})
+
+
+@dataclass(frozen=True)
+class NotModelled:
+    """An op without MACs that the papers' method does not charge; listed, never dropped."""
+
+    name: str
+    op: str
+    reason: str = "no MACs"  # e.g. "no MACs", "folded into conv1"
+
+
+@dataclass(frozen=True)
+class LayerIO:
+    """Where a layer's tensors are in its ONNX graph: to measure densities and count zeros from values."""
+
+    ifmap: str  # the tensor the layer reads (before a folded Pad)
+    weights: str  # its constant weight tensor
+    ofmap: str  # its output, after a folded BatchNormalization and a directly following activation
+    weights_in_out: bool = False  # weights stored (in, out) (Gemm transB=0, MatMul) rather than (out, in, ...)
+    pad_top: int = 0  # leading zero padding of the ifmap (conv pads plus a folded Pad)
+    pad_left: int = 0
+    network_input: bool = False  # the ifmap is the network's input image (never compressed in DRAM)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model's layers with MACs, in graph order, and the ops that are listed but not charged."""
+
+    model: str
+    batch: int
+    layers: tuple[Layer, ...]
+    not_modelled: tuple[NotModelled, ...] = field(default_factory=tuple)
+    io: dict[str, LayerIO] = field(default_factory=dict, compare=False, hash=False)  # by layer name
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, hash=False)  # data inputs' dims
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise EyesimError(f"model {self.model!r} has no layer named {name!r}")

@@ -1,0 +1,64 @@
+"""The inferred graph with the lookups the converters need: dims, constants, producers and consumers."""
+
+from __future__ import annotations
+
+import onnx
+
+from eyesim.errors import EyesimError
+from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
+from eyesim.workload.onnx.shapes import Constants, all_dims
+
+
+class Graph:
+    """An inferred graph with the lookups the converters need."""
+
+    def __init__(self, graph: onnx.GraphProto, names: list[str], data_inputs: list[onnx.ValueInfoProto]) -> None:
+        self.nodes = list(graph.node)
+        self.names = names
+        self.dims = all_dims(graph)
+        self.values = Constants(graph)
+        self.outputs = {out.name for out in graph.output}
+        self.inputs = {vi.name for vi in data_inputs}
+        self.producer: dict[str, int] = {}
+        self.consumers: dict[str, list[tuple[int, int]]] = {}
+        data = {vi.name for vi in data_inputs}
+        self.const = {init.name for init in graph.initializer} | {vi.name for vi in graph.input if vi.name not in data}
+        for index, node in enumerate(self.nodes):
+            for pos, tensor in enumerate(node.input):
+                self.consumers.setdefault(tensor, []).append((index, pos))
+            for tensor in node.output:
+                self.producer[tensor] = index
+            if node.op_type == "ConstantOfShape" or (
+                node.op_type in NO_MAC_OPS and all(t in self.const for t in node.input if t)
+            ):
+                self.const.update(t for t in node.output if t)
+        self.image = self._image_tensors()
+
+    def _image_tensors(self) -> set[str]:
+        """Tensors computed from the data inputs by no-MAC ops alone (the input image, normalized or not)."""
+        image = set(self.inputs)
+        for node in self.nodes:  # ONNX nodes are in topological order
+            inputs = [t for t in node.input if t and t not in self.const]
+            if node.op_type not in MAC_OPS and inputs and all(t in image for t in inputs):
+                image.update(t for t in node.output if t)
+        return image
+
+    def shape(self, index: int, pos: int, tensor: str | None = None) -> list[int]:
+        """Inferred dims of input ``pos`` of node ``index`` (or of ``tensor``), all known, else EyesimError."""
+        node = self.nodes[index]
+        tensor = tensor or node.input[pos]
+        dims = self.dims.get(tensor)
+        if dims is None or any(not isinstance(d, int) or d < 1 for d in dims):
+            raise EyesimError(
+                f"cannot infer the shape of tensor {tensor!r} (input {pos} of {node.op_type} node "
+                f"{self.names[index]!r}); inferred {dims}"
+            )
+        return list(dims)
+
+    def known_dims(self, tensor: str) -> list[int] | None:
+        dims = self.dims.get(tensor)
+        return list(dims) if dims and all(isinstance(d, int) and d > 0 for d in dims) else None
+
+    def sole_consumer(self, tensor: str) -> tuple[int, int] | None:
+        uses = self.consumers.get(tensor, [])
+        return uses[0] if len(uses) == 1 and tensor not in self.outputs else None

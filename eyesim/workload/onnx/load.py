@@ -1,0 +1,150 @@
+"""Reading an ONNX file into a Workload: checks, then batch, shapes and conversion (the package doc has the rules)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+
+import onnx
+
+from eyesim.errors import EyesimError, first_line
+from eyesim.workload.layer import Workload
+from eyesim.workload.onnx.batch import find_data_inputs, set_batch, tensor_ranks
+from eyesim.workload.onnx.convert import convert_layers
+from eyesim.workload.onnx.graph import Graph
+from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
+from eyesim.workload.onnx.shapes import infer_folding_shapes
+
+MIN_OPSET = 7
+_WEIGHT_SIZE = 1024  # initializers with more elements are weights: only their dims are used
+
+
+def load_workload(model: str | os.PathLike | onnx.ModelProto, batch: int = 1) -> Workload:
+    """Read an ONNX model (a path or a ModelProto) and return its layers at ``batch``.
+
+    Raises EyesimError, on one line naming the file, for anything wrong with the model or ``batch``.
+    """
+    label = _label(model)
+    try:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise EyesimError(f"batch must be a positive integer, got {batch!r}")
+        proto = copy.deepcopy(model) if isinstance(model, onnx.ModelProto) else _read(Path(model))
+        return _import(proto, _model_name(model, proto), batch)
+    except EyesimError as err:
+        raise EyesimError(f"{label}: {err}".replace("\n", " ")) from err
+
+
+def _label(model: object) -> str:
+    if isinstance(model, onnx.ModelProto):
+        return f"ONNX model {model.graph.name or '(unnamed)'!r}"
+    return str(model)
+
+
+def _model_name(model: object, proto: onnx.ModelProto) -> str:
+    if isinstance(model, onnx.ModelProto):
+        return proto.graph.name or "model"
+    return Path(model).stem
+
+
+def _read(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise EyesimError("no such file" if not path.exists() else "not a file")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf DecodeError and friends
+        raise EyesimError(f"not an ONNX file, or truncated (protobuf parse error: {first_line(err)})") from err
+
+
+def _import(work: onnx.ModelProto, name: str, batch: int) -> Workload:
+    """The workload of ``work`` (a private copy, changed in place)."""
+    params = _weights_as_inputs(work)
+    names = _validate(work)
+    data_inputs = find_data_inputs(work.graph, params, tensor_ranks(work))
+    if not data_inputs:
+        raise EyesimError("no data input: every graph input is a parameter (or unused)")
+    set_batch(work, data_inputs, batch)
+    graph = Graph(infer_folding_shapes(work).graph, names, data_inputs)
+    layers, not_modelled, io = convert_layers(graph)
+    if not layers:
+        raise EyesimError("no layer with MACs (Conv, Gemm or MatMul with a constant operand)")
+    inputs = {vi.name: tuple(graph.known_dims(vi.name) or ()) for vi in data_inputs}
+    return Workload(model=name, batch=batch, layers=tuple(layers), not_modelled=tuple(not_modelled), io=io,
+                    inputs=inputs)
+
+
+def _validate(proto: onnx.ModelProto) -> list[str]:
+    """Structural checks, then the ONNX checker; returns the layer names of the nodes. ``proto`` is a copy."""
+    if not proto.HasField("graph") or proto.ir_version == 0:
+        raise EyesimError("not an ONNX model (no graph or no IR version)")
+    if not proto.graph.node:
+        raise EyesimError("empty graph: no nodes")
+    opsets = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if not opsets:
+        raise EyesimError("the model imports no ai.onnx opset")
+    if opsets[0] < MIN_OPSET:
+        raise EyesimError(f"opset {opsets[0]} is older than {MIN_OPSET}, the oldest eyesim reads")
+    names = node_names(proto.graph.node)
+    for node, node_name in zip(proto.graph.node, names, strict=True):
+        _check_known(node, node_name)
+    _check(proto)
+    return names
+
+
+def _check(proto: onnx.ModelProto) -> None:
+    """The ONNX checker, not counting a missing (unknown-rank) shape on a graph input or output against it."""
+    unshaped = [vi.type.tensor_type for vi in (*proto.graph.input, *proto.graph.output)
+                if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape")]
+    for ttype in unshaped:
+        ttype.shape.SetInParent()  # an empty shape satisfies the checker; cleared again below
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as err:
+        raise EyesimError(f"fails the ONNX checker: {first_line(err)}") from err
+    finally:
+        for ttype in unshaped:
+            ttype.ClearField("shape")
+
+
+def _weights_as_inputs(model: onnx.ModelProto) -> set[str]:
+    """Turn large or external initializers (weights: only their dims matter here) into typed graph inputs, so
+    the checker and shape inference skip their bytes; returns the names of all initializers (parameters)."""
+    graph = model.graph
+    params = {tensor.name for tensor in graph.initializer}
+    inputs = {vi.name: vi for vi in graph.input}
+    keep = []
+    for tensor in graph.initializer:
+        if math.prod(tensor.dims) <= _WEIGHT_SIZE and tensor.data_location != onnx.TensorProto.EXTERNAL:
+            keep.append(tensor)
+            continue
+        value_info = inputs.get(tensor.name) or graph.input.add(name=tensor.name)
+        value_info.type.CopyFrom(onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims)))
+    graph.ClearField("initializer")
+    graph.initializer.extend(keep)
+    return params
+
+
+def node_names(nodes: list[onnx.NodeProto]) -> list[str]:
+    taken = {node.name for node in nodes if node.name}
+    seen: set[str] = set()
+    names = []
+    for index, node in enumerate(nodes):
+        name = node.name
+        if not name or name in seen:
+            name = f"{node.op_type}_{index}"
+            while name in taken or name in seen:
+                name += "_"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _check_known(node: onnx.NodeProto, name: str) -> None:
+    if node.domain not in ("", "ai.onnx"):
+        raise EyesimError(f"unsupported op {node.domain}.{node.op_type} (node {name!r}): not an ai.onnx op")
+    if node.op_type not in MAC_OPS and node.op_type not in NO_MAC_OPS:
+        raise EyesimError(
+            f"unsupported op {node.op_type} (node {name!r}): eyesim knows Conv, Gemm, MatMul and the no-MAC "
+            "ops listed in eyesim/workload/onnx/ops.py"
+        )
