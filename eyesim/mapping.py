@@ -30,7 +30,7 @@ CONSTRAINTS = {
 
 @dataclass(frozen=True)
 class Mapping:
-    """RS mapping parameters (DESIGN §4): m, n, e, p, q, r, t, all positive integers."""
+    """RS mapping parameters (DESIGN.md, "Notation"): m, n, e, p, q, r, t, all positive integers."""
 
     m: int
     n: int

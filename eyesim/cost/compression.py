@@ -1,4 +1,4 @@
-"""Stored size of values in DRAM: the chip's run-length code and a significance map (DESIGN.md, "Zeros")."""
+"""Stored sizes in DRAM: the chip's run-length code and a significance map, counted from values or expected."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Activations: run an ONNX model on sample inputs (onnxruntime) and count the zeros each layer sees."""
+"""Samples: run an ONNX model on sample inputs (onnxruntime) and count the zeros each layer sees."""
 
 from __future__ import annotations
 

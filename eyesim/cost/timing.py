@@ -1,4 +1,4 @@
-"""Timing: compute cycles of a mapping, DRAM transfer time, latency and which bound dominates (DESIGN §6).
+"""Timing: compute cycles of a mapping, DRAM transfer time, latency and which bound dominates (DESIGN.md, "Time").
 
 Compute: in every processing pass each active PE runs one MAC per cycle, n·p·q·S·F MACs for its
 ofmap row (zero gating saves energy, not time); a pass lasts as long as its busiest PE. DRAM: the

@@ -26,7 +26,7 @@ class Density:
 
 @dataclass(frozen=True)
 class ZeroEffects:
-    """Factors a layer's dense counts are scaled by (DESIGN §5)."""
+    """Factors a layer's dense counts are scaled by (DESIGN.md, "Zeros and bit widths")."""
 
     gated: float = 1.0  # filter RF reads that happen / dense
     executed: float = 1.0  # MACs that run / dense
@@ -38,7 +38,7 @@ class ZeroEffects:
 
 def zero_effects(density: Density, counts: ValueCounts | None, io: LayerIO | None, gating: bool,
                  compression: str, bits: tuple[int, int]) -> ZeroEffects:
-    """The factors of DESIGN §5 for one layer, exact from ``counts`` when the values are known."""
+    """The factors of DESIGN.md ("Zeros and bit widths") for one layer, exact from ``counts`` when known."""
     in_bits, out_bits = bits
     first = io is not None and io.network_input  # the input image is stored uncompressed
     if counts is not None:

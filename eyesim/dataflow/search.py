@@ -2,7 +2,7 @@
 
 The objective is the layer's energy summed in three parts, one per loop level of the search
 (pass level: e, p, t; channel level: q, r; tile level: n, m); see the project's DESIGN.md,
-"Search". The search is a branch and bound over every legal (m, n, e, p, q, r, t) of DESIGN §4
+"Search". The search is a branch and bound over every legal (m, n, e, p, q, r, t) ("Constraints")
 that returns exactly what a brute-force scan returns: the least energy, ties going to the
 lexicographically smallest (m, n, e, p, q, r, t). Points are skipped only when provably unable
 to win:

@@ -13,7 +13,7 @@ from eyesim.errors import located
 LEVELS = ("dram", "glb", "array", "rf")
 COSTS = (*LEVELS, "mac")  # the figures in the ``energy`` section
 NOT_GIVEN = "not given"
-COMPRESSIONS = ("none", "rlc", "sigmap")  # how fmaps are stored in DRAM (DESIGN §3.1, §5)
+COMPRESSIONS = ("none", "rlc", "sigmap")  # how fmaps are stored in DRAM (DESIGN.md, "Zeros and bit widths")
 
 
 @dataclass(frozen=True)

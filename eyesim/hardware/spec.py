@@ -73,7 +73,7 @@ class EnergySpec:
 
 @dataclass(frozen=True)
 class SparsitySpec:
-    """What the hardware does with zeros (DESIGN §3.1, §5)."""
+    """What the hardware does with zeros (DESIGN.md, "Zeros and bit widths")."""
 
     zero_gating: bool = False  # a zero ifmap skips the MAC and the filter RF read (energy, not time)
     dram_compression: str = "none"  # fmaps in DRAM: none, rlc (the chip's run-length code) or sigmap

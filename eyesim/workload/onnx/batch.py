@@ -22,7 +22,7 @@ def tensor_ranks(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def find_data_inputs(graph: onnx.GraphProto, params: set[str], ranks: dict[str, int]) -> list[onnx.ValueInfoProto]:
-    """Graph inputs that carry data (see the module docstring for the rule); ``params``: initializer names."""
+    """Graph inputs that carry data (the rule: eyesim.workload.onnx's docstring); ``params``: initializer names."""
     uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
     for node in graph.node:
         for pos, tensor in enumerate(node.input):

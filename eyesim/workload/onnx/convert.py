@@ -11,7 +11,8 @@ from eyesim.workload.onnx.graph import Graph
 from eyesim.workload.onnx.ops import ACTIVATIONS, MAC_OPS, TRANSPARENT_OPS, node_attrs
 
 
-def convert_layers(graph: Graph) -> tuple[list[Layer], list[NotModelled]]:
+def convert_layers(graph: Graph) -> tuple[list[Layer], list[NotModelled], dict[str, LayerIO]]:
+    """The layers, the ops without MACs (folded or not), and where each layer's tensors are."""
     folded_pads = fold_pads(graph)
     batchnorms = fold_batchnorms(graph)
     folded = {pad: conv for conv, (pad, *_) in folded_pads.items()} | batchnorms
@@ -158,7 +159,7 @@ def _matmul_layer(graph: Graph, index: int) -> Layer:
 
 
 def _rows_layer(name: str, free: list[int], k: int, out: int) -> Layer:
-    """MatMul as a 1x1 convolution over the data operand's free dims (see the module docstring)."""
+    """MatMul as a 1x1 convolution over the data operand's free dims (the rule: eyesim.workload.onnx's docstring)."""
     n, e, f = (*free, 1, 1, 1)[:3] if len(free) <= 2 else (math.prod(free[:-2]), free[-2], free[-1])
     return Layer(name=name, op="MatMul", N=n, G=1, C=k, M=out, H=e, W=f, R=1, S=1, E=e, F=f)
 

@@ -44,4 +44,5 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
 
 
 def node_attrs(node: onnx.NodeProto) -> dict:
+    """A node's attributes by name, as Python values."""
     return {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
