@@ -5,26 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from eyesim.dataflow import indices as ix
 from eyesim.dataflow.geometry import ceil_div, rows_over_strips
-from eyesim.dataflow.indices import (
-    ARRAY,
-    DRAM,
-    GLB,
-    HW_STAGE_FILTERS,
-    IFMAP,
-    L_C,
-    L_E,
-    L_F,
-    L_M,
-    L_N,
-    L_R,
-    L_S,
-    PSUM,
-    READ,
-    RF,
-    WEIGHTS,
-    WRITE,
-)
 
 
 @njit(cache=True)
@@ -35,14 +17,14 @@ def count_pass_level(layer: np.ndarray, rows_total: int, cols: int, filter_passe
     ``filter_passes`` = ceil(M / (p*t)) filter chunks over all m-chunks (m is a multiple of p*t,
     or M), ``filter_sets`` = ceil(M / p) active PE sets summed over them.
     """
-    N, C, M, E, F = layer[L_N], layer[L_C], layer[L_M], layer[L_E], layer[L_F]
-    R, S = layer[L_R], layer[L_S]
+    N, C, M, E, F = layer[ix.L_N], layer[ix.L_C], layer[ix.L_M], layer[ix.L_E], layer[ix.L_F]
+    R, S = layer[ix.L_R], layer[ix.L_S]
     macs = N * M * C * E * F * R * S
-    out[GLB, IFMAP, READ] = filter_passes * N * C * rows_total * cols
-    out[ARRAY, IFMAP, READ] = N * filter_sets * C * R * E * cols
-    out[RF, IFMAP, READ] = macs
-    out[RF, WEIGHTS, READ] = macs
-    out[DRAM, PSUM, WRITE] = N * M * E * F
+    out[ix.GLB, ix.IFMAP, ix.READ] = filter_passes * N * C * rows_total * cols
+    out[ix.ARRAY, ix.IFMAP, ix.READ] = N * filter_sets * C * R * E * cols
+    out[ix.RF, ix.IFMAP, ix.READ] = macs
+    out[ix.RF, ix.WEIGHTS, ix.READ] = macs
+    out[ix.DRAM, ix.PSUM, ix.WRITE] = N * M * E * F
     return macs
 
 
@@ -53,26 +35,26 @@ def count_channel_level(layer: np.ndarray, chan_chunks: int, chan_sets: int, out
     ``chan_chunks`` = ceil(C / (q*r)) channel chunks, ``chan_sets`` = ceil(C / q) active PE sets
     summed over them.
     """
-    N, C, M, E, F = layer[L_N], layer[L_C], layer[L_M], layer[L_E], layer[L_F]
-    R, S = layer[L_R], layer[L_S]
+    N, C, M, E, F = layer[ix.L_N], layer[ix.L_C], layer[ix.L_M], layer[ix.L_E], layer[ix.L_F]
+    R, S = layer[ix.L_R], layer[ix.L_S]
     ofmap = N * M * E * F
-    out[GLB, PSUM, READ] = ofmap * (chan_chunks - 1)
-    out[GLB, PSUM, WRITE] = ofmap * (chan_chunks - 1)
-    out[ARRAY, PSUM, READ] = ofmap * (chan_sets * R - chan_chunks)
-    out[RF, PSUM, READ] = ofmap * R * (C * S - chan_sets)
-    out[RF, PSUM, WRITE] = ofmap * R * (C * S - chan_sets)
+    out[ix.GLB, ix.PSUM, ix.READ] = ofmap * (chan_chunks - 1)
+    out[ix.GLB, ix.PSUM, ix.WRITE] = ofmap * (chan_chunks - 1)
+    out[ix.ARRAY, ix.PSUM, ix.READ] = ofmap * (chan_sets * R - chan_chunks)
+    out[ix.RF, ix.PSUM, ix.READ] = ofmap * R * (C * S - chan_sets)
+    out[ix.RF, ix.PSUM, ix.WRITE] = ofmap * R * (C * S - chan_sets)
 
 
 @njit(cache=True)
 def count_tile_level(layer: np.ndarray, hw: np.ndarray, strips: int, rows_total: int, cols: int,
                      n_chunks: int, m_chunks: int, out: np.ndarray) -> None:
     """DRAM-side counts decided by the batch and filter chunks held in the GLB (n, m) and e."""
-    N, C, M, E = layer[L_N], layer[L_C], layer[L_M], layer[L_E]
-    weights = M * C * layer[L_R] * layer[L_S]
-    out[DRAM, IFMAP, READ] = m_chunks * N * C * rows_total * cols
-    out[DRAM, WEIGHTS, READ] = n_chunks * strips * weights
-    out[GLB, WEIGHTS, READ] = n_chunks * strips * weights if hw[HW_STAGE_FILTERS] else 0
-    out[ARRAY, WEIGHTS, READ] = n_chunks * E * weights
+    N, C, M, E = layer[ix.L_N], layer[ix.L_C], layer[ix.L_M], layer[ix.L_E]
+    weights = M * C * layer[ix.L_R] * layer[ix.L_S]
+    out[ix.DRAM, ix.IFMAP, ix.READ] = m_chunks * N * C * rows_total * cols
+    out[ix.DRAM, ix.WEIGHTS, ix.READ] = n_chunks * strips * weights
+    out[ix.GLB, ix.WEIGHTS, ix.READ] = n_chunks * strips * weights if hw[ix.HW_STAGE_FILTERS] else 0
+    out[ix.ARRAY, ix.WEIGHTS, ix.READ] = n_chunks * E * weights
 
 
 @njit(cache=True)
@@ -83,7 +65,7 @@ def count_accesses(layer: np.ndarray, hw: np.ndarray, mp: np.ndarray, rows_table
     Each count is the tile loop nest (n-chunks, m-chunks, strips, channel chunks, filter chunks)
     summed in closed form, uneven last tiles included; tests check it against a MAC-by-MAC walk.
     """
-    N, C, M, E = layer[L_N], layer[L_C], layer[L_M], layer[L_E]
+    N, C, M, E = layer[ix.L_N], layer[ix.L_C], layer[ix.L_M], layer[ix.L_E]
     m, n, e, p, q, r, t = mp[0], mp[1], mp[2], mp[3], mp[4], mp[5], mp[6]
     out[:] = 0
     strips = ceil_div(E, e)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from eyesim.dataflow.indices import L_DH, L_DW, L_E, L_F, L_R, L_S, L_U, L_UW
+from eyesim.dataflow import indices as ix
 
 
 @njit(cache=True)
@@ -35,21 +35,21 @@ def distinct_offsets(count: int, step: int, taps: int, dilation: int) -> int:
 @njit(cache=True)
 def strip_rows_table(layer: np.ndarray) -> np.ndarray:
     """rows[e] = ifmap rows needed by a strip of e ofmap rows, for e = 0..E."""
-    E = layer[L_E]
+    E = layer[ix.L_E]
     rows = np.zeros(E + 1, dtype=np.int64)
     for e in range(1, E + 1):
-        rows[e] = distinct_offsets(e, layer[L_U], layer[L_R], layer[L_DH])
+        rows[e] = distinct_offsets(e, layer[ix.L_U], layer[ix.L_R], layer[ix.L_DH])
     return rows
 
 
 @njit(cache=True)
 def rows_over_strips(layer: np.ndarray, rows_table: np.ndarray, e: int) -> int:
     """Ifmap rows read over all strips of e ofmap rows (full strips, then the remainder)."""
-    E = layer[L_E]
+    E = layer[ix.L_E]
     return (E // e) * rows_table[e] + rows_table[E % e]
 
 
 @njit(cache=True)
 def used_cols(layer: np.ndarray) -> int:
     """Ifmap columns any MAC reads (every PE's 1-D convolution reads the same ones)."""
-    return distinct_offsets(layer[L_F], layer[L_UW], layer[L_S], layer[L_DW])
+    return distinct_offsets(layer[ix.L_F], layer[ix.L_UW], layer[ix.L_S], layer[ix.L_DW])

@@ -17,23 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from eyesim.dataflow import indices as ix
 from eyesim.dataflow.counts import count_channel_level, count_pass_level, count_tile_level
 from eyesim.dataflow.geometry import ceil_div, rows_over_strips
-from eyesim.dataflow.indices import (
-    HW_BITS_I,
-    HW_BITS_P,
-    HW_COLS,
-    HW_GLB_BITS,
-    HW_ROWS,
-    L_C,
-    L_E,
-    L_F,
-    L_M,
-    L_N,
-    L_R,
-    L_S,
-    OK,
-)
 from eyesim.dataflow.legality import rf_violation, sets_that_fit
 
 
@@ -49,7 +35,7 @@ def part_energy(counts, cost) -> float:
 
 @njit(cache=True)
 def _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) -> float:
-    M = layer[L_M]
+    M = layer[ix.L_M]
     scratch[:] = 0
     macs = count_pass_level(layer, rows_total, cols, ceil_div(M, p * t), ceil_div(M, p), scratch)
     return macs * mac_cost + part_energy(scratch, cost)
@@ -57,7 +43,7 @@ def _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) -> floa
 
 @njit(cache=True)
 def _channel_energy(layer, q, r, cost, scratch) -> float:
-    C = layer[L_C]
+    C = layer[ix.L_C]
     scratch[:] = 0
     count_channel_level(layer, ceil_div(C, q * r), ceil_div(C, q), scratch)
     return part_energy(scratch, cost)
@@ -66,8 +52,8 @@ def _channel_energy(layer, q, r, cost, scratch) -> float:
 @njit(cache=True)
 def _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch) -> float:
     scratch[:] = 0
-    count_tile_level(layer, hw, ceil_div(layer[L_E], e), rows_total, cols, ceil_div(layer[L_N], n),
-                     ceil_div(layer[L_M], m), scratch)
+    count_tile_level(layer, hw, ceil_div(layer[ix.L_E], e), rows_total, cols, ceil_div(layer[ix.L_N], n),
+                     ceil_div(layer[ix.L_M], m), scratch)
     return part_energy(scratch, cost)
 
 
@@ -85,11 +71,11 @@ def mapping_energy(layer, hw, mp, rows_table, cols, cost, mac_cost) -> float:
 @njit(cache=True)
 def best_m(n, e, pt, qr, layer, rows_e, cols, hw) -> int:
     """Smallest m among those reaching the fewest m-chunks that fit the GLB; 0 if none fits."""
-    M = layer[L_M]
-    room = hw[HW_GLB_BITS] - n * qr * rows_e * cols * hw[HW_BITS_I]
+    M = layer[ix.L_M]
+    room = hw[ix.HW_GLB_BITS] - n * qr * rows_e * cols * hw[ix.HW_BITS_I]
     if room < 0:
         return 0
-    m_cap = room // (n * e * layer[L_F] * hw[HW_BITS_P])
+    m_cap = room // (n * e * layer[ix.L_F] * hw[ix.HW_BITS_P])
     if m_cap >= M:
         return M
     m_hi = (m_cap // pt) * pt
@@ -102,7 +88,7 @@ def best_m(n, e, pt, qr, layer, rows_e, cols, hw) -> int:
 @njit(cache=True)
 def _tile_bound(layer, hw, e, pt, rows_e, rows_total, cols, cost, scratch) -> float:
     """Least tile-level energy any (n, m) reaches with the smallest ifmap strip (q*r = 1); inf if none fits."""
-    N = layer[L_N]
+    N = layer[ix.L_N]
     lowest = np.inf
     for n in range(1, N + 1):
         if _lowering_keeps_counts(N, n):
@@ -134,11 +120,11 @@ def _lowering_keeps_counts(total, k):
 @njit(cache=True)
 def _channel_tables(layer, hw, cost, scratch):
     """Channel-level energy for every (q, r), and its running minimum over q' <= q, r' <= r."""
-    C, R, S = layer[L_C], layer[L_R], layer[L_S]
+    C, R, S = layer[ix.L_C], layer[ix.L_R], layer[ix.L_S]
     q_cap = 0
-    while q_cap < C and rf_violation(1, q_cap + 1, S, hw) == OK:
+    while q_cap < C and rf_violation(1, q_cap + 1, S, hw) == ix.OK:
         q_cap += 1
-    r_cap = min(C, hw[HW_ROWS] * hw[HW_COLS] // R)
+    r_cap = min(C, hw[ix.HW_ROWS] * hw[ix.HW_COLS] // R)
     energy = np.full((q_cap + 1, r_cap + 1), np.inf)
     lowest = np.full((q_cap + 1, r_cap + 1), np.inf)
     for q in range(1, q_cap + 1):
@@ -156,7 +142,7 @@ def search_layer(layer, hw, rows_table, cols, cost, mac_cost):
 
     The best mapping is all zeros (energy inf) when no mapping is legal.
     """
-    N, C, M, E, R, S = layer[L_N], layer[L_C], layer[L_M], layer[L_E], layer[L_R], layer[L_S]
+    N, C, M, E, R, S = layer[ix.L_N], layer[ix.L_C], layer[ix.L_M], layer[ix.L_E], layer[ix.L_R], layer[ix.L_S]
     best = np.zeros(7, dtype=np.int64)
     best_energy = np.inf
     mp = np.zeros(7, dtype=np.int64)
@@ -165,13 +151,13 @@ def search_layer(layer, hw, rows_table, cols, cost, mac_cost):
     q_max_of_p = np.zeros(M + 1, dtype=np.int64)  # most channels a PE holding p filters fits
     for p in range(1, M + 1):
         q = q_cap if p == 1 else q_max_of_p[p - 1]
-        while q > 0 and rf_violation(p, q, S, hw) != OK:
+        while q > 0 and rf_violation(p, q, S, hw) != ix.OK:
             q -= 1
         q_max_of_p[p] = q
     tile_bounds = np.empty(M + 1)  # per p*t, for the current e
     evaluated = 0
     for e in range(E, 0, -1):  # large strips and wide splits first: a good bound early
-        n_sets = sets_that_fit(R, e, hw[HW_ROWS], hw[HW_COLS])
+        n_sets = sets_that_fit(R, e, hw[ix.HW_ROWS], hw[ix.HW_COLS])
         rows_e = rows_table[e]
         rows_total = rows_over_strips(layer, rows_table, e)
         tile_floor = _tile_energy(layer, hw, e, rows_total, cols, N, M, cost, scratch)  # one n- and m-chunk

@@ -28,16 +28,8 @@ import onnx
 from onnx import numpy_helper
 
 from eyesim.errors import EyesimError
+from eyesim.prune import restore
 from eyesim.prune.layers import LinearLayer, initializer_arrays, prunable_layers
-from eyesim.prune.restore import (
-    Stats,
-    greedy_support,
-    layer_stats,
-    magnitude_support,
-    output_error,
-    refit,
-    removal_sequence,
-)
 from eyesim.prune.result import PruneResult, Step, Totals
 from eyesim.workload.onnx.run import Runner, Samples, check_samples
 
@@ -166,7 +158,7 @@ class _Run:
     def prune_layer(self, lay: LinearLayer, pass_no: int, share: float) -> Step:
         """Search the smallest kept count meeting the threshold, and keep those weights."""
         (x,) = self.runner.run(self.x, [lay.x], self.current)
-        stats = layer_stats(lay, x, self.target(lay))
+        stats = restore.layer_stats(lay, x, self.target(lay))
         mats = lay.matrices(self.current[lay.weight]).astype(np.float64)
         candidates = _Candidates(lay, stats, mats, self.current, self.method)
         trials: dict[int, tuple[float, Weights, float, str]] = {}
@@ -208,30 +200,30 @@ def smallest_passing(passes: Callable[[int], bool], hi: int, tol: int) -> int:
 class _Candidates:
     """The weights of one layer at a kept count q, for the chosen method."""
 
-    def __init__(self, lay: LinearLayer, stats: Stats, mats: np.ndarray, current: Weights, method: str) -> None:
+    def __init__(self, lay: LinearLayer, stats: restore.Stats, mats: np.ndarray, current: Weights, method: str) -> None:
         self.lay, self.stats, self.mats, self.current, self.method = lay, stats, mats, current, method
         self.alive = mats != 0
         self.bias = lay.bias_vector(current[lay.bias]) if lay.bias else None
         self.sequence = None
         if method == "energy-aware":
             with _one_blas_thread():
-                self.sequence = removal_sequence(stats, self.alive)
+                self.sequence = restore.removal_sequence(stats, self.alive)
 
     def current_error(self) -> float:
-        return self._relative(output_error(self.stats, self.mats, self.bias))
+        return self._relative(restore.output_error(self.stats, self.mats, self.bias))
 
     def _relative(self, err: float) -> float:
         return float(np.sqrt(err / self.stats.total())) if self.stats.total() > 0 else 0.0
 
     def at(self, q: int) -> tuple[Weights, float, str]:
         """(all current weights with this layer's replaced, relative output error, support kind) at count q."""
-        magnitude = magnitude_support(self.mats, q)
+        magnitude = restore.magnitude_support(self.mats, q)
         if self.method == "magnitude":
             mats, bias, kind = self.mats * magnitude, self.bias, "magnitude"
-            err = output_error(self.stats, mats, bias)
+            err = restore.output_error(self.stats, mats, bias)
         else:
-            mats, bias, err = refit(self.stats, greedy_support(self.alive, self.sequence, q))
-            mats_m, bias_m, err_m = refit(self.stats, magnitude)
+            mats, bias, err = restore.refit(self.stats, restore.greedy_support(self.alive, self.sequence, q))
+            mats_m, bias_m, err_m = restore.refit(self.stats, magnitude)
             kind = "greedy"
             if err_m < err:
                 mats, bias, err, kind = mats_m, bias_m, err_m, "magnitude"
