@@ -22,7 +22,7 @@ from eyesim.prune.restore import (
     refit,
     removal_sequence,
 )
-from eyesim.workload.onnx.run import Runner, Samples
+from eyesim.workload.onnx.run import Samples
 from tests.cli_support import assert_one_line_error
 
 from .test_cli import ALEXNET, CHIP, ROOT
@@ -115,50 +115,6 @@ def test_layer_as_matrices_reproduces_onnxruntime(node, x_shape, shapes):
 # ---------------------------------------------------------------- end to end: a small CNN on scikit-learn's digits
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """A small CNN (conv 1>8, conv 8>8 in 2 groups, fc 128>10) on load_digits; data and eval halves as .npz."""
-    from sklearn.datasets import load_digits
-
-    images, labels = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(labels))
-    x = (images[order] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    y = labels[order].astype(np.int64)
-    model = digits_cnn(x[:900], y[:900])
-    tmp = tmp_path_factory.mktemp("digits")
-    onnx.save(model, str(tmp / "cnn.onnx"))
-    np.savez(tmp / "data.npz", x=x[:900], y=y[:900])
-    np.savez(tmp / "eval.npz", x=x[900:], y=y[900:])
-    return tmp
-
-
-def digits_cnn(x: np.ndarray, y: np.ndarray) -> onnx.ModelProto:
-    """Random convolutions, then a classifier fitted by ridge regression on one-hot labels (no training loop)."""
-    rng = np.random.default_rng(0)
-    inits = {"w1": rng.normal(size=(8, 1, 3, 3)), "b1": rng.normal(size=8) * 0.1,
-             "w2": rng.normal(size=(8, 4, 3, 3)) / 3, "b2": np.zeros(8), "w3": np.zeros((10, 128)), "b3": np.zeros(10)}
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1], group=2),
-             helper.make_node("Relu", ["c2"], ["r2"]),
-             helper.make_node("Flatten", ["r2"], ["flat"]),
-             helper.make_node("Gemm", ["flat", "w3", "b3"], ["logits"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "digits", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    (features,) = Runner(model).run(x, ["flat"])
-    f = np.hstack([features, np.ones((len(y), 1))]).astype(np.float64)
-    coef = np.linalg.solve(f.T @ f + 1.0 * np.eye(f.shape[1]), f.T @ np.eye(10)[y])
-    for init in model.graph.initializer:
-        if init.name in ("w3", "b3"):
-            value = coef[:-1].T if init.name == "w3" else coef[-1]
-            init.CopyFrom(numpy_helper.from_array(value.astype(np.float32), init.name))
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
 def ort_accuracy(path, npz) -> float:
     data = np.load(npz)
     session = ort.InferenceSession(str(path))
@@ -181,10 +137,12 @@ def test_prune_digits_end_to_end(digits, method):
     assert list(first.energy_share) == sorted(first.energy_share, reverse=True)  # most energy first
     assert total.nonzero_after < total.nonzero_before
     assert total.macs_executed_after < total.macs_executed_before
-    # the accuracy rule, on the choosing samples; the reported held-out accuracy is the saved model's
-    assert ort_accuracy(out, digits / "data.npz") >= total.accuracy_before - 1.0 - 1e-9
+    assert set(report.method) == {method} and report.hardware.str.endswith("eyeriss.yaml").all()
+    assert (report.threshold == "validation accuracy drop + 1 s.e. <= 1 points").all()
+    # the rule holds on the validation part; the reported held-out accuracy is the saved model's
+    assert total.accuracy_val >= total.accuracy_val_before - 1.0 - 1e-9
     assert ort_accuracy(out, digits / "eval.npz") == pytest.approx(total.accuracy_eval)
-    assert total.accuracy_eval >= total.accuracy_eval_before - 3.0  # held out: the rule holds within 3 points
+    assert total.accuracy_eval >= total.accuracy_eval_before - 1.0 - 1e-9  # else the run fails (exit 1)
     pruned = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer}
     assert np.count_nonzero(pruned["w1"]) + np.count_nonzero(pruned["w2"]) + np.count_nonzero(pruned["w3"]) == \
         total.nonzero_after
@@ -197,7 +155,7 @@ def test_energy_aware_keeps_fewer_weights_than_magnitude_at_equal_rule(digits):
     results = {m: prune(model, CHIP, samples, method=m, passes=1) for m in ("energy-aware", "magnitude")}
     assert results["energy-aware"].after.nonzero < results["magnitude"].after.nonzero
     for result in results.values():
-        assert result.after.accuracy >= result.threshold
+        assert result.after.accuracy_val >= result.before.accuracy_val - 1.0
 
 
 # ---------------------------------------------------------------- bad input: one line, exit code 2
@@ -266,7 +224,7 @@ def test_finetune_keeps_zeros_and_the_rule(digits):
     from eyesim.prune.finetune import finetuner
 
     result = prune(model, CHIP, samples, method="magnitude", passes=1, finetune=finetuner(1))
-    assert result.after.accuracy >= result.threshold
+    assert result.after.accuracy_val >= result.before.accuracy_val - 1.0
     before = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     after = {t.name: numpy_helper.to_array(t) for t in result.model.graph.initializer}
     assert result.after.nonzero == sum(np.count_nonzero(after[k]) for k in ("w1", "w2", "w3"))

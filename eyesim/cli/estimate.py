@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eyesim.cli.guard import FILE, check_output, guarded, with_progress
+from eyesim.cli.guard import FILE, SET_HELP, check_output, guarded, hardware_with_sets, with_progress
 from eyesim.errors import EyesimError
 
 
@@ -14,6 +14,7 @@ from eyesim.errors import EyesimError
 @click.argument("model", type=FILE)
 @click.option("--hw", "hw_file", required=True, type=FILE,
               help="Hardware file (YAML), e.g. hwconfigs/eyeriss.yaml; schema in docs/hardware.md.")
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1),
               help="Batch size N; replaces the model's batch dimension, symbolic or fixed.")
 @click.option("--mapping", "mapping_file", type=FILE,
@@ -35,8 +36,8 @@ from eyesim.errors import EyesimError
               help="Also draw the per-layer energy bars to FILE.png or FILE.svg (needs eyesim[plot]).")
 @click.option("--quiet", is_flag=True, help="Do not print the table.")
 @click.pass_context
-def estimate(ctx: click.Context, model: Path, hw_file: Path, batch: int, mapping_file: Path | None,
-             outputs: tuple[Path, ...], bits_text: str | None, samples: Path | None,
+def estimate(ctx: click.Context, model: Path, hw_file: Path, sets: tuple[str, ...], batch: int,
+             mapping_file: Path | None, outputs: tuple[Path, ...], bits_text: str | None, samples: Path | None,
              density_items: tuple[str, ...], plot_file: Path | None, quiet: bool) -> None:
     """Estimate per-layer energy of the ONNX MODEL on the accelerator in --hw."""
     from eyesim.estimator import estimate as run
@@ -49,7 +50,8 @@ def estimate(ctx: click.Context, model: Path, hw_file: Path, batch: int, mapping
             check_output(plot_file, (".png", ".svg"))
         options = {"batch": batch, "mapping": mapping_file, "bits": _bits(bits_text), "samples": samples,
                    "densities": _densities(density_items)}
-        result = with_progress(lambda progress: run(model, hw_file, progress=progress, **options))
+        hw = hardware_with_sets(hw_file, sets)
+        result = with_progress(lambda progress: run(model, hw, progress=progress, **options))
         for out in outputs:
             result.write(out)
         if plot_file is not None:

@@ -43,6 +43,43 @@ def check_output(path: Path, suffixes: tuple[str, ...]) -> None:
         raise EyesimError(f"{path}: folder {folder} is not writable")
 
 
+SET_HELP = ("Replace a field of the hardware file, as a dotted path (as sweep --vary names them), e.g. "
+            "--set sparsity.weight_compression=rlc --set glb.size_kb=64; repeatable.")
+
+
+def hardware_with_sets(hw_file: Path, sets: tuple[str, ...]):
+    """The hardware file as a path (no ``--set``), or loaded with its ``--set PATH=VALUE`` fields replaced."""
+    if not sets:
+        return hw_file
+    from eyesim.hardware.load import load_hardware, with_overrides
+    from eyesim.yamlio import parse_yaml
+
+    overrides: dict[str, object] = {}
+    for text in sets:
+        path, sep, value = text.partition("=")
+        path = path.strip()
+        if not sep or not path or not value.strip():
+            raise EyesimError(f"--set {text}: expected PATH=VALUE, e.g. sparsity.weight_compression=rlc")
+        if path in overrides:
+            raise EyesimError(f"--set: {path} is given twice")
+        overrides[path] = parse_yaml(value.strip(), f"--set {path}")
+    return with_overrides(load_hardware(hw_file), overrides)
+
+
+def check_distinct(outputs: dict[str, Path | None], inputs: dict[str, Path | None]) -> None:
+    """Refuse an output that is one of the inputs, or two outputs that are one file."""
+    seen: dict[Path, str] = {}
+    for name, path in inputs.items():
+        if path is not None:
+            seen[path.resolve()] = name
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        if path.resolve() in seen:
+            raise EyesimError(f"{name} {path}: is the same file as {seen[path.resolve()]}; refusing to overwrite it")
+        seen[path.resolve()] = name
+
+
 def with_progress(job):
     """Run ``job(progress)`` with a progress line on stderr when it is a terminal."""
     if not sys.stderr.isatty():

@@ -2,69 +2,104 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
 
 import click
 
-from eyesim.cli.guard import FILE, guarded
-from eyesim.errors import EyesimError
+from eyesim.cli.guard import FILE, SET_HELP, check_distinct, check_output, guarded, hardware_with_sets
 
 
 @click.command()
 @click.argument("model", type=FILE)
 @click.option("--hw", "hw_file", required=True, type=FILE, help="Hardware file (YAML), e.g. hwconfigs/eyeriss.yaml.")
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @click.option("--data", "data_file", required=True, type=FILE,
-              help="Samples to choose with: .npz holding inputs 'x' (N x the model's input shape) and labels 'y'.")
+              help="Samples to choose with: .npz holding inputs 'x' (N x the model's input shape) and integer labels "
+                   "'y' (labels may be left out with --max-output-error). Split into a fitting and a validation part.")
+@click.option("--validation-fraction", type=float, default=0.2, show_default=True,
+              help="Fraction of --data (per label) held back as the validation part the kept counts are chosen on.")
+@click.option("--validation", "validation_file", type=FILE,
+              help="Validation samples (.npz) instead of a part of --data (then all of --data is fitted on).")
 @click.option("--eval", "eval_file", type=FILE,
-              help="Held-out samples (.npz, x and y) for the reported accuracy; never used to choose.")
+              help="Held-out samples (.npz, x and y) for the reported accuracy; never used to choose. A fall of "
+                   "more than --max-accuracy-drop on them fails the run (exit 1, no model written without --force).")
 @click.option("--method", type=click.Choice(["energy-aware", "magnitude"]), default="energy-aware", show_default=True,
               help="energy-aware: magnitude and greedy removal, least-squares restore; magnitude: the baseline.")
-@click.option("--max-accuracy-drop", "max_drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Accuracy (top-1, points) the pruned model may lose on --data.")
-@click.option("--min-accuracy", type=click.FloatRange(0, 100),
-              help="And never below this top-1 accuracy (%) on --data.")
+@click.option("--max-accuracy-drop", "max_drop", type=float, default=1.0, show_default=True,
+              help="Top-1 accuracy (points) the pruned model may lose on the validation part (and on --eval).")
+@click.option("--min-accuracy", type=float, help="And never below this top-1 accuracy (%) on the validation part.")
+@click.option("--max-output-error", type=float,
+              help="Label-free rule instead of accuracy: each layer's relative output error ||Y - Y'||/||Y|| on the "
+                   "validation part stays at most this fraction, in (0, 1).")
 @click.option("--passes", type=click.IntRange(min=1), default=3, show_default=True,
               help="At most this many passes over the layers (stops when a pass prunes nothing).")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Global fine-tuning by back-propagation after each pass (needs torch: the 'finetune' extra).")
-@click.option("-o", "--output", type=FILE, help="Write the pruned model (same graph, zeroed weights) here.")
+@click.option("-o", "--output", type=FILE, help="Write the pruned model (same graph, zeroed weights) here (.onnx).")
 @click.option("--report", "report_file", type=FILE, help="Write the report as CSV.")
-@click.option("--quiet", is_flag=True, help="No progress lines, no table.")
+@click.option("--force", is_flag=True, help="Write the model even when the held-out check fails.")
+@click.option("--quiet", is_flag=True, help="No progress, no table (warnings and errors are still shown).")
 @click.pass_context
-def prune(ctx: click.Context, model: Path, hw_file: Path, data_file: Path, eval_file: Path | None, method: str,
-          max_drop: float, min_accuracy: float | None, passes: int, finetune_epochs: int, output: Path | None,
-          report_file: Path | None, quiet: bool) -> None:
+def prune(ctx: click.Context, model: Path, hw_file: Path, sets: tuple[str, ...], data_file: Path,
+          validation_fraction: float, validation_file: Path | None, eval_file: Path | None, method: str,
+          max_drop: float, min_accuracy: float | None, max_output_error: float | None, passes: int,
+          finetune_epochs: int, output: Path | None, report_file: Path | None, force: bool, quiet: bool) -> None:
     """Prune the trained ONNX MODEL, most energy-hungry layers first (Yang, Chen, Sze, CVPR 2017)."""
 
-    def work() -> None:
-        import onnx
-
+    def work() -> int:
         from eyesim.prune.method import prune as run
-        from eyesim.prune.result import report_frame
+        from eyesim.prune.result import Rule, report_frame
         from eyesim.report.prune import report_text
         from eyesim.workload.onnx.run import load_model, load_samples
 
-        for path, suffix in ((output, ".onnx"), (report_file, ".csv")):
-            if path is not None and path.suffix.lower() != suffix:
-                raise EyesimError(f"{path}: must end in {suffix}")
+        _check_paths(model, hw_file, data_file, validation_file, eval_file, output, report_file)
+        Rule(max_drop, min_accuracy, max_output_error).check()
+        hw = hardware_with_sets(hw_file, sets)
         proto = load_model(model)
-        data = load_samples(data_file)
+        labels = max_output_error is None
+        data = load_samples(data_file, need_labels=labels)
+        held_back = load_samples(validation_file, need_labels=labels) if validation_file else None
         held_out = load_samples(eval_file) if eval_file else None
-        tune = _finetune(finetune_epochs)
-        say = None if quiet else (lambda line: click.echo(line, err=True))
-        result = run(proto, hw_file, data, held_out, method=method, max_drop=max_drop, min_accuracy=min_accuracy,
-                     passes=passes, finetune=tune, progress=say)
-        if output is not None:
-            _write(lambda: onnx.save(result.model, str(output)), output)
+        result = run(proto, hw, data, held_out, method=method, max_drop=max_drop, min_accuracy=min_accuracy,
+                     max_output_error=max_output_error, validation=held_back, validation_fraction=validation_fraction,
+                     passes=passes, finetune=_finetune(finetune_epochs), progress=_Bars(quiet))
         if report_file is not None:
             _write(lambda: report_frame(result).to_csv(report_file, index=False), report_file)
         if not quiet:
-            click.echo(report_text(result, model, hw_file))
-        for path in (output, report_file):
-            if path is not None:
-                click.echo(f"wrote {path}", err=True)
+            click.echo(report_text(result, model))
+        if output is not None and (result.failure is None or force):
+            import onnx
 
-    guarded(ctx, work)
+            _write(lambda: onnx.save(result.model, str(output)), output)
+        for path in (output, report_file):
+            if path is not None and (path is report_file or result.failure is None or force):
+                click.echo(f"wrote {path}", err=True)
+        if result.failure is not None:
+            kept = "written anyway (--force)" if force and output else "not written (--force writes it)"
+            click.echo(f"eyesim: error: {result.failure}; the model was {kept}", err=True)
+            return 1
+        return 0
+
+    guarded(ctx, lambda: _exit(work()))
+
+
+def _exit(code: int) -> None:
+    if code:
+        sys.exit(code)
+
+
+def _check_paths(model: Path, hw_file: Path, data_file: Path, validation_file: Path | None, eval_file: Path | None,
+                 output: Path | None, report_file: Path | None) -> None:
+    """Refuse, before any work, outputs that cannot be written or would overwrite an input."""
+    if output is not None:
+        check_output(output, (".onnx",))
+    if report_file is not None:
+        check_output(report_file, (".csv",))
+    check_distinct({"-o": output, "--report": report_file},
+                   {"MODEL": model, "--hw": hw_file, "--data": data_file, "--validation": validation_file,
+                    "--eval": eval_file})
 
 
 def _finetune(epochs: int):
@@ -77,7 +112,54 @@ def _finetune(epochs: int):
 
 
 def _write(save, path: Path) -> None:
+    from eyesim.errors import EyesimError
+
     try:
         save()
     except OSError as err:
         raise EyesimError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+class _Bars:
+    """Progress on stderr: bars on a terminal (pass, layer, kept count, elapsed, ETA), one line per layer otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.tty = quiet, sys.stderr.isatty()
+        self.outer = self.inner = None
+
+    def warn(self, line: str) -> None:
+        click.echo(f"eyesim: warning: {line}", err=True)
+
+    def layer(self, name: str, pass_no: int, index: int, count: int) -> None:
+        if self.quiet or not self.tty:
+            return
+        from tqdm import tqdm
+
+        if index == 0:
+            self._close()
+            self.outer = tqdm(total=count, desc=f"pass {pass_no}", unit="layer", file=sys.stderr, leave=False)
+        self.inner = tqdm(total=None, desc=f"  {name}", unit="count", file=sys.stderr, leave=False)
+
+    def trial(self, kept: int, of: int) -> None:
+        if self.inner is not None:
+            if self.inner.total is None:  # the bisection's length is known once the full count is tried
+                self.inner.total = 1 + max(1, math.ceil(math.log2(256)))
+            self.inner.set_postfix_str(f"kept {kept:,}/{of:,}")
+            self.inner.update(1)
+
+    def done(self, step) -> None:
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+        if self.outer is not None:
+            self.outer.update(1)
+            if self.outer.n >= self.outer.total:
+                self._close()
+        if not self.quiet and not self.tty:
+            click.echo(f"pass {step.pass_no} {step.layer}: kept {step.nonzero_after:,}/{step.weights:,} weights, "
+                       f"validation output error {100 * step.val_error:.1f}%, {step.seconds:.1f} s", err=True)
+
+    def _close(self) -> None:
+        if self.outer is not None:
+            self.outer.close()
+            self.outer = None

@@ -98,6 +98,20 @@ class LinearLayer:
         part = y[:, g * m:(g + 1) * m].reshape(y.shape[0], m, -1)
         return part.transpose(0, 2, 1).reshape(-1, m)
 
+    def rows(self, x: np.ndarray) -> int:
+        """Rows of the least-squares problem for inputs ``x``: output positions over the samples."""
+        if self.geometry is None:
+            return int(x.size // self.matrix_shape[2])
+        return int(self.patches(x[:1], 0).shape[0] * x.shape[0])
+
+    def live_inputs(self, x: np.ndarray) -> int:
+        """Inputs per output channel that are non-zero somewhere in ``x`` (the most over the groups)."""
+        if self.geometry is None:
+            return int((x.reshape(-1, self.matrix_shape[2]) != 0).any(axis=0).sum())
+        live = (x != 0).any(axis=tuple(i for i in range(x.ndim) if i != 1))
+        per_tap = self.matrix_shape[2] // (x.shape[1] // self.groups)
+        return int(live.reshape(self.groups, -1).sum(axis=1).max() * per_tap)
+
     def bias_vector(self, b: np.ndarray | None) -> np.ndarray | None:
         """The effective bias per output channel, G x M (Gemm beta folded in)."""
         return None if b is None else (self.bias_scale * b).reshape(self.groups, -1)

@@ -11,8 +11,10 @@ of any weights w of a channel is ‖y − [P 1]w‖² = Σy² − 2cᵀw + wᵀA
   inverse Gram is downdated in rank one per removal, kept as H − UUᵀ, and recomputed every so often), merged over the
   channels of the layer by least added error: a layer-wide removal order.
 - ``greedy_support`` / ``magnitude_support``: the kept weights at a count q.
-- ``refit(stats, support)``: closed-form least squares of the kept weights (and bias) on their support.
+- ``refit(stats, support, ridge)``: closed-form least squares of the kept weights (and bias) on their support.
 - ``output_error(stats, mats, bias)``: Σ‖y − ŷ‖² of given weights.
+- ``Candidates(fit, val, mats, bias, method)``: a layer's restored weights at any kept count q (``at(q)``),
+  fitted on the fitting part's statistics, judged (support and ridge) on the validation part's.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from eyesim.prune.layers import LinearLayer
 
-RIDGE = 1e-9  # relative ridge on the Gram diagonal: keeps dead (all-zero) inputs solvable, biases them to 0
+RIDGES = (1e-9, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1)  # relative ridges on the Gram diagonal, chosen on validation
 CHUNK_ELEMENTS = 1 << 22  # im2col elements per chunk of samples
 RECOMPUTE = 4  # the inverse Gram is recomputed after removing 1/RECOMPUTE of the remaining weights
 
@@ -67,10 +69,10 @@ def layer_stats(layer: LinearLayer, x: np.ndarray, y: np.ndarray) -> Stats:
     return Stats(A, C, yy, layer.bias is not None)
 
 
-def _ridge(A: np.ndarray) -> np.ndarray:
-    """A with a small relative ridge on its diagonal."""
+def _ridge(A: np.ndarray, ridge: float) -> np.ndarray:
+    """A with a relative ridge on its diagonal (the smallest keeps dead, all-zero inputs solvable)."""
     scale = max(float(np.trace(A)) / A.shape[0], 1e-30)
-    return A + RIDGE * scale * np.eye(A.shape[0])
+    return A + ridge * scale * np.eye(A.shape[0])
 
 
 def eliminate(A: np.ndarray, c: np.ndarray, removable: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +107,8 @@ def eliminate(A: np.ndarray, c: np.ndarray, removable: np.ndarray, fixed: np.nda
     return np.asarray(order, dtype=np.intp), np.asarray(gains)
 
 
-def removal_sequence(stats: Stats, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def removal_sequence(stats: Stats, alive: np.ndarray, ridge: float = RIDGES[0]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Layer-wide greedy removal order of the ``alive`` weights (G x M x K bool): arrays (group, channel, index).
 
     Each channel's elimination adds errors e1, e2, ...; the channels are merged by their running maximum (so
@@ -115,7 +118,7 @@ def removal_sequence(stats: Stats, alive: np.ndarray) -> tuple[np.ndarray, np.nd
     fixed = np.array([stats.k] if stats.has_bias else [], dtype=np.intp)
     parts, keys = [], []
     for g in range(groups):
-        A = _ridge(stats.A[g])
+        A = _ridge(stats.A[g], ridge)
         for ch in range(m):
             order, gains = eliminate(A, stats.C[g, :, ch], np.flatnonzero(alive[g, ch]), fixed)
             parts.append(np.stack([np.full(len(order), g), np.full(len(order), ch), order]))
@@ -145,12 +148,13 @@ def magnitude_support(mats: np.ndarray, q: int) -> np.ndarray:
     return support.reshape(mats.shape)
 
 
-def refit(stats: Stats, support: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+def refit(stats: Stats, support: np.ndarray, ridge: float = RIDGES[0]
+          ) -> tuple[np.ndarray, np.ndarray | None, float]:
     """Least-squares weights on ``support`` (and bias): (G x M x K weights, G x M bias or None, output error)."""
     groups, m, k = support.shape
     mats, bias = np.zeros(support.shape), np.zeros((groups, m)) if stats.has_bias else None
     for g in range(groups):
-        A = _ridge(stats.A[g])
+        A = _ridge(stats.A[g], ridge)
         for ch in range(m):
             idx = np.flatnonzero(support[g, ch])
             if stats.has_bias:
@@ -170,3 +174,59 @@ def output_error(stats: Stats, mats: np.ndarray, bias: np.ndarray | None) -> flo
     quad = np.einsum("gmk,gkl,gml->gm", w, stats.A, w)
     cross = np.einsum("gmk,gkm->gm", w, stats.C)
     return float(max((stats.yy - 2 * cross + quad).sum(), 0.0))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A layer's weights at one kept count, with their relative output errors ‖Y − Ŷ‖/‖Y‖ on both parts."""
+
+    mats: np.ndarray  # G x M x K
+    bias: np.ndarray | None  # G x M
+    fit_error: float
+    val_error: float
+    support: str  # "greedy", "magnitude" or "unchanged"
+    ridge: float  # the relative ridge of the refit (0 when not refitted)
+
+
+class Candidates:
+    """The restored weights of one layer at any kept count q.
+
+    ``method`` "energy-aware": the greedy and the magnitude supports, each refitted on the fitting part with
+    every ridge of RIDGES; the (support, ridge) with the least validation error wins. "magnitude": the q
+    largest weights unchanged. The greedy order is computed with the ridge that suits the full support best.
+    """
+
+    def __init__(self, fit: Stats, val: Stats, mats: np.ndarray, bias: np.ndarray | None, method: str) -> None:
+        self.fit, self.val, self.mats, self.bias, self.method = fit, val, mats, bias, method
+        self.alive = mats != 0
+        self.sequence = None
+        if method == "energy-aware":
+            ridge = self._best_refit(self.alive, "greedy").ridge
+            self.sequence = removal_sequence(fit, self.alive, ridge)
+
+    def current(self) -> Candidate:
+        """The layer's weights as they are."""
+        return self._judge(self.mats, self.bias, "unchanged", 0.0)
+
+    def at(self, q: int) -> Candidate:
+        """The candidate that keeps ``q`` weights."""
+        magnitude = magnitude_support(self.mats, q)
+        if self.method == "magnitude":
+            return self._judge(self.mats * magnitude, self.bias, "magnitude", 0.0)
+        greedy = greedy_support(self.alive, self.sequence, q)
+        return min(self._best_refit(greedy, "greedy"), self._best_refit(magnitude, "magnitude"),
+                   key=lambda c: c.val_error)
+
+    def _best_refit(self, support: np.ndarray, kind: str) -> Candidate:
+        refits = (refit(self.fit, support, ridge)[:2] + (ridge,) for ridge in RIDGES)
+        return min((self._judge(mats, bias, kind, ridge) for mats, bias, ridge in refits), key=lambda c: c.val_error)
+
+    def _judge(self, mats: np.ndarray, bias: np.ndarray | None, kind: str, ridge: float) -> Candidate:
+        return Candidate(mats, bias, relative_error(self.fit, mats, bias), relative_error(self.val, mats, bias),
+                         kind, ridge)
+
+
+def relative_error(stats: Stats, mats: np.ndarray, bias: np.ndarray | None) -> float:
+    """‖Y − Ŷ‖ / ‖Y‖ (0 for an all-zero Y)."""
+    total = stats.total()
+    return float(np.sqrt(output_error(stats, mats, bias) / total)) if total > 0 else 0.0

@@ -1,39 +1,43 @@
-"""The terminal report of a pruning run: one line per layer in the order pruned, then the totals."""
+"""The terminal report of a pruning run: one line per layer in the order pruned, then the totals side by side."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from eyesim.prune.result import PruneResult, change
 
-def report_text(result, model: Path, hw_file: Path) -> str:
+RIGHT = {"energy share", "weights kept", "error fit/val", "accuracy fit/val/eval", "energy"}
+
+
+def report_text(result: PruneResult, model: Path) -> str:
     """The terminal report: one line per layer in the order pruned, then the totals."""
-    b, a = result.before, result.after
-    lines = [f"model {model.name}  |  hardware {hw_file}  |  method {result.method}  |  choose on "
-             f"{result.data_source}" + (f"  |  report on {result.eval_source}" if result.eval_source else ""),
-             f"accuracy threshold on the choosing samples: {result.threshold:.2f}% "
-             f"(unpruned {b.accuracy:.2f}%)"]
-    head = ["pass", "layer", "op", "energy share", "weights kept", "output error", "support", "accuracy"]
-    if result.eval_source:
-        head.append("accuracy (eval)")
-    rows = [head]
-    for s in result.steps:
-        row = [str(s.pass_no), s.layer, s.op, f"{100 * s.energy_share:.1f}%",
-               f"{s.nonzero_after:,}/{s.weights:,} ({100 * s.nonzero_after / s.weights:.1f}%)",
-               f"{100 * s.output_error:.1f}%", s.support, f"{s.accuracy:.2f}%"]
-        if result.eval_source:
-            row.append(f"{s.accuracy_eval:.2f}%")
-        rows.append(row)
+    fit, val, held_out = result.sources
+    lines = [f"model {model.name}  |  hardware {result.hardware}  |  method {result.method}",
+             f"fit on {fit}  |  choose on {val}" + (f"  |  held out {held_out}" if held_out else ""),
+             f"rule: {result.rule.describe(result.threshold)}"]
+    head = ["pass", "layer", "op", "energy share", "weights kept", "error fit/val", "support",
+            "accuracy fit/val/eval", "energy"]
+    rows = [head] + [[str(s.pass_no), s.layer, s.op, f"{100 * s.energy_share:.1f}%",
+                      f"{s.nonzero_after:,}/{s.weights:,} ({100 * s.nonzero_after / s.weights:.1f}%)",
+                      f"{100 * s.fit_error:.1f}/{100 * s.val_error:.1f}%", s.support,
+                      _accuracies(s.accuracy_fit, s.accuracy_val, s.accuracy_eval),
+                      change(s.energy_before, s.energy_after)] for s in result.steps]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines += ["  ".join(c.ljust(w) if i < 3 or i == 6 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
-                                                                                                    strict=True)))
-              for r in rows]
-    lines.append("-" * len(lines[-1]))
-    report_on = result.eval_source or result.data_source
-    acc_b, acc_a = (b.accuracy_eval, a.accuracy_eval) if result.eval_source else (b.accuracy, a.accuracy)
+    lines += ["  ".join(c.rjust(w) if head[i] in RIGHT else c.ljust(w) for i, (c, w) in
+                        enumerate(zip(r, widths, strict=True))).rstrip() for r in rows]
+    lines.append("-" * max(len(line) for line in lines[3:]))
+    b, a = result.before, result.after
     lines += [
-        f"energy [10^6 MAC units]   {b.energy / 1e6:,.3f} -> {a.energy / 1e6:,.3f}  ({result.ratio('energy'):.2f}x)",
-        f"non-zero weights          {b.nonzero:,} -> {a.nonzero:,}  ({result.ratio('nonzero'):.2f}x)",
-        f"executed MACs             {b.macs_executed:,} -> {a.macs_executed:,}  ({result.ratio('macs_executed'):.2f}x)",
-        f"accuracy ({report_on})  {acc_b:.2f}% -> {acc_a:.2f}%",
+        f"energy [MAC units]     {b.energy:,.0f} -> {a.energy:,.0f}  ({change(b.energy, a.energy)})",
+        f"non-zero weights       {b.nonzero:,} -> {a.nonzero:,}  ({change(b.nonzero, a.nonzero)})",
+        f"executed MACs          {b.macs_executed:,} -> {a.macs_executed:,}  "
+        f"({change(b.macs_executed, a.macs_executed)})",
+        f"accuracy fit/val/eval  {_accuracies(b.accuracy, b.accuracy_val, b.accuracy_eval)} -> "
+        f"{_accuracies(a.accuracy, a.accuracy_val, a.accuracy_eval)}",
     ]
     return "\n".join(lines)
+
+
+def _accuracies(*values: float | None) -> str:
+    """"98.1/97.0/96.2%" with "-" for a part without labels (or not given)."""
+    return "/".join("-" if v is None else f"{v:.1f}" for v in values) + "%"

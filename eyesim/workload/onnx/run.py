@@ -169,6 +169,11 @@ class Runner:
                 part.append(out)
         return [np.concatenate(part) for part in parts]
 
+    def classes(self, x: np.ndarray) -> int:
+        """Classes the model predicts: the size of its first output per sample (``x``: at least one sample)."""
+        (out,) = self.run(x[:1], [self.output])
+        return int(out.reshape(out.shape[0], -1).shape[1])
+
     def predict(self, x: np.ndarray, weights: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Top-1 class per sample from the model's first output."""
         (out,) = self.run(x, [self.output], weights)
