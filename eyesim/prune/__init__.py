@@ -5,5 +5,6 @@ layers as linear maps), ``restore`` (least-squares restoration of a layer's outp
 tells while it works), ``finetune`` (optional, torch), ``result`` (what a run returns).
 """
 
-from eyesim.prune.method import METHODS, energy_estimate, prune, smallest_passing, with_weights
+from eyesim.prune.method import METHODS, prune, smallest_passing, with_weights
 from eyesim.prune.result import PruneResult, Rule, Step, Totals, change, report_frame
+from eyesim.prune.run import energy_estimate
