@@ -25,46 +25,57 @@ from eyesim.cli.guard import FILE, SET_HELP, check_distinct, check_output, guard
 @click.option("--eval", "eval_file", type=FILE,
               help="Held-out samples (.npz, x and y) for the reported accuracy; never used to choose. A fall of "
                    "more than --max-accuracy-drop on them fails the run (exit 1, no model written without --force).")
-@click.option("--method", type=click.Choice(["energy-aware", "magnitude"]), default="energy-aware", show_default=True,
-              help="energy-aware: magnitude and greedy removal, least-squares restore; magnitude: the baseline.")
+@click.option("--granularity", type=click.Choice(["weight", "filter"]), default="weight", show_default=True,
+              help="weight: single weights become zeros (same graph); filter: whole filters and neurons go (a "
+                   "smaller model, which saves energy even where weights are stored uncompressed).")
+@click.option("--method", type=click.Choice(["energy-aware", "magnitude"]),
+              help="Weight granularity: energy-aware (default; magnitude and greedy removal, least-squares restore) "
+                   "or magnitude (the baseline).")
+@click.option("--criterion", type=click.Choice(["nuclear-norm", "l1", "energy-aware"]),
+              help="Filter granularity: nuclear-norm (default; of each filter's feature maps, Yeom et al. 2021), l1 "
+                   "(of its weights, Li et al. 2017) or energy-aware (nuclear norm per unit of estimated energy).")
+@click.option("--freeze", multiple=True, metavar="LAYER", help="Keep this layer as it is (repeatable).")
 @click.option("--max-accuracy-drop", "max_drop", type=float, default=1.0, show_default=True,
               help="Top-1 accuracy (points) the pruned model may lose on the validation part (and on --eval).")
 @click.option("--min-accuracy", type=float, help="And never below this top-1 accuracy (%) on the validation part.")
 @click.option("--max-output-error", type=float,
               help="Label-free rule instead of accuracy: each layer's relative output error ||Y - Y'||/||Y|| on the "
                    "validation part stays at most this fraction, in (0, 1).")
-@click.option("--passes", type=click.IntRange(min=1), default=3, show_default=True,
-              help="At most this many passes over the layers (stops when a pass prunes nothing).")
+@click.option("--passes", type=click.IntRange(min=1),
+              help="At most this many passes over the layers (stops when a pass prunes nothing); default 3 for "
+                   "weights, 1 for filters.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Global fine-tuning by back-propagation after each pass (needs torch: the 'finetune' extra).")
-@click.option("-o", "--output", type=FILE, help="Write the pruned model (same graph, zeroed weights) here (.onnx).")
+@click.option("-o", "--output", type=FILE,
+              help="Write the pruned model here (.onnx): the same graph with zeroed weights, or the smaller model.")
 @click.option("--report", "report_file", type=FILE, help="Write the report as CSV.")
 @click.option("--force", is_flag=True, help="Write the model even when the held-out check fails.")
 @click.option("--quiet", is_flag=True, help="No progress, no table (warnings and errors are still shown).")
 @click.pass_context
 def prune(ctx: click.Context, model: Path, hw_file: Path, sets: tuple[str, ...], data_file: Path,
-          validation_fraction: float, validation_file: Path | None, eval_file: Path | None, method: str,
-          max_drop: float, min_accuracy: float | None, max_output_error: float | None, passes: int,
-          finetune_epochs: int, output: Path | None, report_file: Path | None, force: bool, quiet: bool) -> None:
+          validation_fraction: float, validation_file: Path | None, eval_file: Path | None, granularity: str,
+          method: str | None, criterion: str | None, freeze: tuple[str, ...], max_drop: float,
+          min_accuracy: float | None, max_output_error: float | None, passes: int | None, finetune_epochs: int,
+          output: Path | None, report_file: Path | None, force: bool, quiet: bool) -> None:
     """Prune the trained ONNX MODEL, most energy-hungry layers first (Yang, Chen, Sze, CVPR 2017)."""
 
     def work() -> int:
-        from eyesim.prune.method import prune as run
         from eyesim.prune.result import Rule, report_frame
         from eyesim.report.prune import report_text
         from eyesim.workload.onnx.run import load_model, load_samples
 
         _check_paths(model, hw_file, data_file, validation_file, eval_file, output, report_file)
         Rule(max_drop, min_accuracy, max_output_error).check()
+        run, options = _how(granularity, method, criterion, finetune_epochs, passes)
         hw = hardware_with_sets(hw_file, sets)
         proto = load_model(model)
         labels = max_output_error is None
         data = load_samples(data_file, need_labels=labels)
         held_back = load_samples(validation_file, need_labels=labels) if validation_file else None
         held_out = load_samples(eval_file) if eval_file else None
-        result = run(proto, hw, data, held_out, method=method, max_drop=max_drop, min_accuracy=min_accuracy,
+        result = run(proto, hw, data, held_out, max_drop=max_drop, min_accuracy=min_accuracy,
                      max_output_error=max_output_error, validation=held_back, validation_fraction=validation_fraction,
-                     passes=passes, finetune=_finetune(finetune_epochs), progress=_Bars(quiet))
+                     freeze=freeze, progress=_Bars(quiet), **options)
         if report_file is not None:
             _write(lambda: report_frame(result).to_csv(report_file, index=False), report_file)
         if not quiet:
@@ -102,13 +113,27 @@ def _check_paths(model: Path, hw_file: Path, data_file: Path, validation_file: P
                     "--eval": eval_file})
 
 
-def _finetune(epochs: int):
-    """The fine-tuning callable, or None; EyesimError when torch is missing."""
-    if not epochs:
-        return None
-    from eyesim.prune.finetune import finetuner
+def _how(granularity: str, method: str | None, criterion: str | None, epochs: int, passes: int | None):
+    """(the pruning function, its granularity's options); EyesimError for an option of the other granularity."""
+    from eyesim.errors import EyesimError
 
-    return finetuner(epochs)
+    if granularity == "filter":
+        if method is not None or epochs:
+            raise EyesimError(f"{'--method' if method else '--finetune-epochs'} applies to --granularity weight; "
+                              "filters are chosen by --criterion")
+        from eyesim.prune.filters import prune_filters
+
+        return prune_filters, {"criterion": criterion or "nuclear-norm", "passes": passes or 1}
+    if criterion is not None:
+        raise EyesimError("--criterion applies to --granularity filter; weights are chosen by --method")
+    from eyesim.prune.method import prune as prune_weights
+
+    tune = None
+    if epochs:
+        from eyesim.prune.finetune import finetuner
+
+        tune = finetuner(epochs)
+    return prune_weights, {"method": method or "energy-aware", "passes": passes or 3, "finetune": tune}
 
 
 def _write(save, path: Path) -> None:
@@ -129,6 +154,10 @@ class _Bars:
 
     def warn(self, line: str) -> None:
         click.echo(f"eyesim: warning: {line}", err=True)
+
+    def note(self, line: str) -> None:
+        if not self.quiet:
+            click.echo(f"eyesim: note: {line}", err=True)
 
     def layer(self, name: str, pass_no: int, index: int, count: int) -> None:
         if self.quiet or not self.tty:

@@ -11,6 +11,9 @@ class Progress(Protocol):
     def warn(self, line: str) -> None:
         """A warning about the data, before any work."""
 
+    def note(self, line: str) -> None:
+        """A fact worth a line, e.g. a layer that cannot be pruned and why."""
+
     def layer(self, name: str, pass_no: int, index: int, count: int) -> None:
         """Layer ``index`` of ``count`` in pass ``pass_no`` starts."""
 
@@ -25,6 +28,9 @@ class Silent:
     """A Progress that says nothing."""
 
     def warn(self, line: str) -> None:
+        pass
+
+    def note(self, line: str) -> None:
         pass
 
     def layer(self, name: str, pass_no: int, index: int, count: int) -> None:

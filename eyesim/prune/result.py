@@ -83,6 +83,8 @@ class Step:
     energy_after: float
     trials: int  # kept counts tried
     seconds: float
+    channels_before: int | None = None  # filter pruning: output channels (filters, neurons) before and after
+    channels_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ def report_frame(result: PruneResult):
              "weights_kept": s.nonzero_after / s.weights, "fit_error": s.fit_error, "val_error": s.val_error,
              "support": s.support, "ridge": s.ridge, "accuracy_fit": s.accuracy_fit, "accuracy_val": s.accuracy_val,
              "accuracy_eval": s.accuracy_eval, "energy_before": s.energy_before, "energy_after": s.energy_after,
-             "trials": s.trials, "seconds": s.seconds} for s in result.steps]
+             "trials": s.trials, "seconds": s.seconds, "channels_before": s.channels_before,
+             "channels_after": s.channels_after} for s in result.steps]
     b, a = result.before, result.after
     rows.append({**common, "pass": "", "layer": "TOTAL", "op": "", "energy_share": 1.0, "weights": a.weights,
                  "nonzero_before": b.nonzero, "nonzero_after": a.nonzero, "weights_kept": a.nonzero / a.weights,

@@ -18,7 +18,7 @@ def report_text(result: PruneResult, model: Path) -> str:
     head = ["pass", "layer", "op", "energy share", "weights kept", "error fit/val", "support",
             "accuracy fit/val/eval", "energy"]
     rows = [head] + [[str(s.pass_no), s.layer, s.op, f"{100 * s.energy_share:.1f}%",
-                      f"{s.nonzero_after:,}/{s.weights:,} ({100 * s.nonzero_after / s.weights:.1f}%)",
+                      f"{s.nonzero_after:,}/{s.weights:,} ({100 * s.nonzero_after / s.weights:.1f}%)" + _filters(s),
                       f"{100 * s.fit_error:.1f}/{100 * s.val_error:.1f}%", s.support,
                       _accuracies(s.accuracy_fit, s.accuracy_val, s.accuracy_eval),
                       change(s.energy_before, s.energy_after)] for s in result.steps]
@@ -41,3 +41,8 @@ def report_text(result: PruneResult, model: Path) -> str:
 def _accuracies(*values: float | None) -> str:
     """"98.1/97.0/96.2%" with "-" for a part without labels (or not given)."""
     return "/".join("-" if v is None else f"{v:.1f}" for v in values) + "%"
+
+
+def _filters(step) -> str:
+    """", 12/16 filters" for a filter-pruning step, else ""."""
+    return "" if step.channels_before is None else f", {step.channels_after}/{step.channels_before} filters"
