@@ -41,9 +41,9 @@ from eyesim.cli.guard import FILE, SET_HELP, check_distinct, check_output, guard
 @click.option("--max-output-error", type=float,
               help="Label-free rule instead of accuracy: each layer's relative output error ||Y - Y'||/||Y|| on the "
                    "validation part stays at most this fraction, in (0, 1).")
-@click.option("--passes", type=click.IntRange(min=1),
-              help="At most this many passes over the layers (stops when a pass prunes nothing); default 3 for "
-                   "weights, 1 for filters.")
+@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="At most this many passes over the layers (stops when a pass prunes nothing). Each pass chooses "
+                   "again on the same validation part, so more passes prune more and promise less on new data.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=0, show_default=True,
               help="Global fine-tuning by back-propagation after each pass (needs torch: the 'finetune' extra).")
 @click.option("-o", "--output", type=FILE,
@@ -55,7 +55,7 @@ from eyesim.cli.guard import FILE, SET_HELP, check_distinct, check_output, guard
 def prune(ctx: click.Context, model: Path, hw_file: Path, sets: tuple[str, ...], data_file: Path,
           validation_fraction: float, validation_file: Path | None, eval_file: Path | None, granularity: str,
           method: str | None, criterion: str | None, freeze: tuple[str, ...], max_drop: float,
-          min_accuracy: float | None, max_output_error: float | None, passes: int | None, finetune_epochs: int,
+          min_accuracy: float | None, max_output_error: float | None, passes: int, finetune_epochs: int,
           output: Path | None, report_file: Path | None, force: bool, quiet: bool) -> None:
     """Prune the trained ONNX MODEL, most energy-hungry layers first (Yang, Chen, Sze, CVPR 2017)."""
 
@@ -113,7 +113,7 @@ def _check_paths(model: Path, hw_file: Path, data_file: Path, validation_file: P
                     "--eval": eval_file})
 
 
-def _how(granularity: str, method: str | None, criterion: str | None, epochs: int, passes: int | None):
+def _how(granularity: str, method: str | None, criterion: str | None, epochs: int, passes: int):
     """(the pruning function, its granularity's options); EyesimError for an option of the other granularity."""
     from eyesim.errors import EyesimError
 
@@ -123,7 +123,7 @@ def _how(granularity: str, method: str | None, criterion: str | None, epochs: in
                               "filters are chosen by --criterion")
         from eyesim.prune.filters import prune_filters
 
-        return prune_filters, {"criterion": criterion or "nuclear-norm", "passes": passes or 1}
+        return prune_filters, {"criterion": criterion or "nuclear-norm", "passes": passes}
     if criterion is not None:
         raise EyesimError("--criterion applies to --granularity filter; weights are chosen by --method")
     from eyesim.prune.method import prune as prune_weights
@@ -133,7 +133,7 @@ def _how(granularity: str, method: str | None, criterion: str | None, epochs: in
         from eyesim.prune.finetune import finetuner
 
         tune = finetuner(epochs)
-    return prune_weights, {"method": method or "energy-aware", "passes": passes or 3, "finetune": tune}
+    return prune_weights, {"method": method or "energy-aware", "passes": passes, "finetune": tune}
 
 
 def _write(save, path: Path) -> None:
@@ -171,8 +171,8 @@ class _Bars:
 
     def trial(self, kept: int, of: int) -> None:
         if self.inner is not None:
-            if self.inner.total is None:  # the bisection's length is known once the full count is tried
-                self.inner.total = 1 + max(1, math.ceil(math.log2(256)))
+            if self.inner.total is None:  # a bisection to 1/256 of the count (or to one filter) after the full count
+                self.inner.total = 1 + math.ceil(math.log2(max(2, min(of, 256))))
             self.inner.set_postfix_str(f"kept {kept:,}/{of:,}")
             self.inner.update(1)
 

@@ -46,7 +46,7 @@ Finetune = Callable[[onnx.ModelProto, Weights, Samples], Weights]
 def prune(model: onnx.ModelProto, hw, data: Samples, eval_data: Samples | None = None, *,
           method: str = "energy-aware", max_drop: float = 1.0, min_accuracy: float | None = None,
           max_output_error: float | None = None, validation: Samples | None = None,
-          validation_fraction: float = 0.2, passes: int = 3, finetune: Finetune | None = None,
+          validation_fraction: float = 0.2, passes: int = 1, finetune: Finetune | None = None,
           freeze: tuple[str, ...] = (), progress: Progress | None = None) -> PruneResult:
     """Prune ``model`` (with weights) for ``hw`` (path or Hardware); see the module docstring."""
     if method not in METHODS:
