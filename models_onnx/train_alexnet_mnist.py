@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 if TYPE_CHECKING:
     import torch
@@ -194,19 +194,8 @@ def build(tensors: dict[str, np.ndarray], props: dict[str, str] | None = None) -
         if name != "fc8":
             x = f"relu{index}_out"
             nodes.append(helper.make_node("Relu", [out], [x], name=f"relu{index}"))
-    graph = helper.make_graph(
-        nodes, "alexnet_mnist",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in tensors.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="eyesim models_onnx/train_alexnet_mnist.py")
-    model.ir_version = IR_VERSION
-    if props:
-        helper.set_model_props(model, props)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return lenet_script().mnist_model(nodes, tensors, "alexnet_mnist", "eyesim models_onnx/train_alexnet_mnist.py",
+                                      props)
 
 
 def held_out_logits(net: nn.Sequential, model: onnx.ModelProto, x: np.ndarray) -> tuple[np.ndarray, float]:

