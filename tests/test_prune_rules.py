@@ -186,3 +186,15 @@ def test_saved_model_is_the_reported_one(digits, tmp_path):
     e = np.load(digits / "eval.npz")
     (logits,) = ort.InferenceSession(str(out)).run(None, {"x": e["x"]})
     assert 100 * np.mean(logits.argmax(1) == e["y"]) == pytest.approx(total.accuracy_eval)
+
+
+def test_choosing_samples_easier_than_the_held_out_ones_are_warned_about():
+    from eyesim.prune.method import easier_than_held_out
+    from eyesim.prune.result import Totals
+
+    def totals(val, held_out):
+        return Totals(1.0, 1, 1, 1, 1, None, val, held_out)
+
+    assert "look easier" in easier_than_held_out(totals(100.0, 96.5), 96, 1000)
+    assert easier_than_held_out(totals(97.0, 96.5), 96, 1000) is None  # within the noise
+    assert easier_than_held_out(totals(100.0, 96.5), 96, None) is None

@@ -33,7 +33,7 @@ from eyesim.errors import EyesimError
 from eyesim.prune.layers import LinearLayer, initializer_arrays
 from eyesim.prune.progress import Progress, Silent
 from eyesim.prune.restore import Candidate, Candidates, layer_stats
-from eyesim.prune.result import PruneResult, Rule, Step
+from eyesim.prune.result import PruneResult, Rule, Step, Totals
 from eyesim.prune.run import Run, eval_failure
 from eyesim.workload.onnx.run import Samples
 
@@ -65,6 +65,10 @@ def run_passes(run, passes: int, method: str, finetune: Finetune | None = None) 
     """Passes of ``run.one_pass`` while one prunes anything; the result with before/after totals."""
     before = run.totals()
     run.set_threshold(before)
+    easier = easier_than_held_out(before, len(run.val), None if run.eval is None else len(run.eval))
+    if easier:
+        run.warnings.append(easier)
+        run.progress.warn(easier)
     steps: list[Step] = []
     for pass_no in range(1, passes + 1):
         done = run.one_pass(pass_no)
@@ -76,6 +80,21 @@ def run_passes(run, passes: int, method: str, finetune: Finetune | None = None) 
     after = run.totals()
     return PruneResult(run.as_model(run.state), method, run.rule, run.threshold, before, after, steps, run.sources,
                        run.hw.source or run.hw.name, run.warnings, eval_failure(run.rule, before, after))
+
+
+def easier_than_held_out(before: Totals, n_val: int, n_eval: int | None) -> str | None:
+    """A warning when the validation part scores clearly above --eval (more than two standard errors of the
+    difference, and more than a point): samples the model was trained on make the rule optimistic."""
+    if n_eval is None or before.accuracy_val is None or before.accuracy_eval is None:
+        return None
+    p, q = before.accuracy_val / 100, before.accuracy_eval / 100
+    se = 100 * np.sqrt(p * (1 - p) / n_val + q * (1 - q) / n_eval)
+    gap = before.accuracy_val - before.accuracy_eval
+    if gap <= max(2 * se, 1.0):
+        return None
+    return (f"the validation part scores {before.accuracy_val:.1f}% but the held-out samples "
+            f"{before.accuracy_eval:.1f}%: the choosing samples look easier (images the model was trained on?), "
+            "so the rule checked on them is optimistic; choose on samples the model never saw")
 
 
 def with_weights(model: onnx.ModelProto, weights: Weights) -> onnx.ModelProto:
