@@ -2,16 +2,18 @@
 
 ``Candidates(fit, val, mats, bias, method)`` gives a layer's restored weights at any kept count q (``at(q)``),
 fitted on the fitting part's statistics (``eyesim.prune.stats``), judged (support and ridge) on the validation
-part's. Two paths, by a cost estimate (``exact_work``, multiply-adds of the exact greedy, against EXACT_WORK):
+part's. Two paths, by a cost estimate: the exact greedy's work Σ_groups M·K1³ (``exact_work``) against EXACT_WORK:
 
-- small layers, exactly as always (``eyesim.prune.greedy``): the greedy backward elimination of every output
+- small layers, exactly as before (``eyesim.prune.greedy``): the greedy backward elimination of every output
   channel (ridge chosen at the full support), then at each q the greedy and the magnitude supports, each
-  refitted exactly with every ridge of RIDGES; the (support, ridge) with the least validation error wins. One
-  BLAS thread: the work is many small solves.
-- large layers (``eyesim.prune.large``, ``eyesim.prune.sweep``): one ridge per layer, chosen on validation at
-  probe counts; at each q a blocked OBS sweep (SparseGPT-style, sharing one Cholesky factor of the Gram among
-  all channels) gives the support and its restored weights in O(M·K²); the magnitude support and refit steps
-  are added when they fit the per-count budget. Both BLAS threads.
+  refitted exactly with every ridge of RIDGES (a ridge pulling toward zero); the (support, ridge) with the least
+  validation error wins. One BLAS thread: the work is many small solves.
+- large layers (``eyesim.prune.large``, ``eyesim.prune.sweep``): at each q a ridge chosen on validation by a
+  cheap probe, and a blocked OBS sweep (SparseGPT-style: one Cholesky factor of the Gram shared by all channels)
+  that gives the support and its restored weights in O(M·K²) instead of O(M·K³); the ridge there pulls toward
+  the current weights (SparseGPT's dampening), so a large ridge no longer shrinks the weights that stay; the
+  magnitude support and exact-refit steps are added while they fit a per-count budget. The large products use
+  every core, the rest one thread.
 
 The names other modules use (``Stats``, ``layer_stats``, ``RIDGES``, ``refit``, ...) are re-exported here.
 """
@@ -22,18 +24,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from eyesim.prune.greedy import RIDGES, eliminate, greedy_support, magnitude_support, refit, removal_sequence
 from eyesim.prune.large import LargeLayer
-from eyesim.prune.stats import Quadratic, Stats, layer_stats, output_error, relative_error, ridged
+from eyesim.prune.stats import Quadratic, Stats, layer_stats, one_thread, output_error, relative_error, ridged
 
 __all__ = ["RIDGES", "EXACT_WORK", "Candidate", "Candidates", "Stats", "eliminate", "exact_work", "greedy_support",
            "layer_stats", "magnitude_support", "output_error", "refit", "relative_error", "removal_sequence",
            "ridged"]
 
-# The exact greedy costs about 6.5e-9 s per multiply-add of M·K1³ on one thread of the reference machine (all of
-# its per-layer work: elimination, the full-support refits and ~10 counts of 12 refits): 2e10 is about two minutes.
+# The exact greedy's per-layer work (elimination, full-support refits, ~10 counts of 12 refits) took about 6.5e-9 s
+# per unit of M·K1³ on one thread of the reference machine (2 cores, shared): 2e10 is about two minutes. Above it
+# (AlexNet from conv2 on, the AlexNet-MNIST model's fc6; LeNet-5 stays exact) the large-layer path.
 EXACT_WORK = 2e10
 Progress = Callable[[int, int], None]
 
@@ -53,7 +55,7 @@ class Candidate:
     fit_error: float
     val_error: float
     support: str  # "greedy", "magnitude" or "unchanged"
-    ridge: float  # the relative ridge of the refit (0 when not refitted)
+    ridge: float  # the relative ridge of the refit (0 when not refitted; large layers: pulling toward the weights)
 
 
 class Candidates:
@@ -73,29 +75,28 @@ class Candidates:
         self._quadratics: tuple[Quadratic, Quadratic] | None = None
         if method != "energy-aware":
             return
-        if self.large:
-            self.engine = LargeLayer(fit, val, mats, bias, progress)
-            return
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_thread():  # many small solves or per-row work; the large products take every core themselves
+            if self.large:
+                self.engine = LargeLayer(fit, val, mats, bias, progress)
+                return
             ridge = self._best_refit(self.alive, "greedy").ridge
             self.sequence = removal_sequence(fit, self.alive, ridge, progress)
 
     def current(self) -> Candidate:
         """The layer's weights as they are."""
         if self.engine is not None:
-            return Candidate(self.mats, self.bias, *self.engine.current(), "unchanged", 0.0)
+            with one_thread():
+                return Candidate(self.mats, self.bias, *self.engine.current(), "unchanged", 0.0)
         return self._judge(self.mats, self.bias, "unchanged", 0.0)
 
     def at(self, q: int) -> Candidate:
         """The candidate that keeps ``q`` weights."""
-        magnitude = magnitude_support(self.mats, q)
         if self.method == "magnitude":
-            return self._judge(self.mats * magnitude, self.bias, "magnitude", 0.0)
-        if self.engine is not None:
-            ridge = self.engine.ridge
-            return min((Candidate(mats, bias, fit_error, val_error, kind, ridge)
-                        for kind, mats, bias, fit_error, val_error in self.engine.at(q)), key=lambda c: c.val_error)
-        with threadpool_limits(limits=1, user_api="blas"):
+            return self._judge(self.mats * magnitude_support(self.mats, q), self.bias, "magnitude", 0.0)
+        with one_thread():
+            if self.engine is not None:
+                return min((Candidate(*restored) for restored in self.engine.at(q)), key=lambda c: c.val_error)
+            magnitude = magnitude_support(self.mats, q)
             greedy = greedy_support(self.alive, self.sequence, q)
             return min(self._best_refit(greedy, "greedy"), self._best_refit(magnitude, "magnitude"),
                        key=lambda c: c.val_error)
@@ -109,7 +110,8 @@ class Candidates:
             return Candidate(mats, bias, relative_error(self.fit, mats, bias), relative_error(self.val, mats, bias),
                              kind, ridge)
         if self._quadratics is None:  # large layers, magnitude method: factor once, O(M·K·r) per count
-            self._quadratics = Quadratic(self.fit), Quadratic(self.val)
-        w = np.concatenate([mats, bias[..., None]], 2) if self.fit.has_bias else mats
-        w = np.ascontiguousarray(w.transpose(0, 2, 1))
-        return Candidate(mats, bias, self._quadratics[0].relative(w), self._quadratics[1].relative(w), kind, ridge)
+            with one_thread():
+                self._quadratics = Quadratic(self.fit), Quadratic(self.val)
+        with one_thread():
+            fit_error, val_error = (part.relative(mats, bias) for part in self._quadratics)
+        return Candidate(mats, bias, fit_error, val_error, kind, ridge)

@@ -14,14 +14,18 @@ weights w of a channel is ‖y − [P 1]w‖² = Σy² − 2cᵀw + wᵀAw, so n
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy.linalg import blas, lapack
+from threadpoolctl import ThreadpoolController
 
 from eyesim.prune.layers import LinearLayer
 
-CHUNK_ELEMENTS = 1 << 22  # im2col elements per chunk of samples
+CHUNK_ELEMENTS = 1 << 22  # im2col elements per chunk of samples ...
+CHUNK_ROWS = 2048  # ... or at least this many rows: thin BLAS updates of a large Gram run slowly
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,8 @@ def layer_stats(layer: LinearLayer, x: np.ndarray, y: np.ndarray) -> Stats:
     groups, m, k = layer.matrix_shape
     k1 = k + int(layer.bias is not None)
     A, C, yy = np.zeros((groups, k1, k1)), np.zeros((groups, k1, m)), np.zeros((groups, m))
-    per_sample = max(1, layer.patches(x[:1], 0).size)
-    step = max(1, CHUNK_ELEMENTS // per_sample)
+    rows = max(1, layer.patches(x[:1], 0).shape[0])  # rows per sample
+    step = max(1, CHUNK_ELEMENTS // (rows * k), CHUNK_ROWS // rows)
     for start in range(0, x.shape[0], step):
         xs, ys = x[start:start + step], y[start:start + step]
         for g in range(groups):
@@ -59,17 +63,17 @@ def layer_stats(layer: LinearLayer, x: np.ndarray, y: np.ndarray) -> Stats:
                 p = np.hstack([p, np.ones((p.shape[0], 1))])
             _accumulate(A[g], C[g], p, t)
             yy[g] += np.einsum("ij,ij->j", t, t)
-    for g in range(groups):  # syrk filled one triangle
-        A[g] = np.triu(A[g]) + np.triu(A[g], 1).T
+    for g in range(groups):  # syrk filled the upper triangle; the lower one is still 0
+        A[g] += np.triu(A[g], 1).T
     return Stats(A, C, yy, layer.bias is not None)
 
 
 def _accumulate(A: np.ndarray, C: np.ndarray, p: np.ndarray, t: np.ndarray) -> None:
     """A += pᵀp (upper triangle) and C += pᵀt in place: no K1 x K1 temporary per chunk (680 MB for an FC6)."""
     p = np.ascontiguousarray(p)
-    # A and C are C-ordered, so their transposes are the Fortran arrays BLAS updates in place
-    blas.dsyrk(1.0, p.T, beta=1.0, c=A.T, trans=0, lower=1, overwrite_c=1)
-    blas.dgemm(1.0, t.T, p.T, beta=1.0, c=C.T, trans_b=1, overwrite_c=1)
+    with wide():  # A and C are C-ordered, so their transposes are the Fortran arrays BLAS updates in place
+        blas.dsyrk(1.0, p.T, beta=1.0, c=A.T, trans=0, lower=1, overwrite_c=1)
+        blas.dgemm(1.0, t.T, p.T, beta=1.0, c=C.T, trans_b=1, overwrite_c=1)
 
 
 def ridge_scale(A: np.ndarray) -> float:
@@ -85,6 +89,28 @@ def ridged(A: np.ndarray, ridge: float) -> np.ndarray:
 def with_bias(stats: Stats, mats: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """The G x M x K1 weights the statistics multiply (the bias as the last input)."""
     return np.concatenate([mats, bias[..., None]], axis=2) if stats.has_bias else mats
+
+
+@cache
+def _controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def wide():
+    """A context with every core other processes leave free, for the large BLAS-3 products and factorizations.
+
+    The restore otherwise runs on one thread. Free cores come from the 1-minute load average (less this process):
+    OpenBLAS threads sharing a busy core wait on each other, measured on 2 cores with the other one busy: a
+    Cholesky factorization of 6000 took 8.5 s on 2 threads, 5.5 s on 1 (a product: the same either way).
+    """
+    cores = os.cpu_count() or 1
+    others = os.getloadavg()[0] - 1
+    return _controller().limit(limits=max(1, min(cores, round(cores - others))), user_api="blas")
+
+
+def one_thread():
+    """A context with one BLAS thread: many small solves, or the per-row work (threads only add overhead there)."""
+    return _controller().limit(limits=1, user_api="blas")
 
 
 def output_error(stats: Stats, mats: np.ndarray, bias: np.ndarray | None) -> float:
@@ -112,32 +138,53 @@ class Quadratic:
         self.stats = stats
         self.factors: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per group: piv, F[:r], F[r:]
         for A in stats.A:
-            k1 = A.shape[0]
             if not A.any():  # no input at all: nothing to factor
-                self.factors.append((np.arange(k1), np.zeros((0, 0), order="F"), np.zeros((k1, 0))))
+                self.factors.append((np.arange(A.shape[0]), np.zeros((0, 0), order="F"), np.zeros((0, 0), order="F")))
                 continue
-            c, piv, rank, info = lapack.dpstrf(A, tol=-1.0, lower=1)
+            with wide():
+                c, piv, rank, info = lapack.dpstrf(A, tol=-1.0, lower=1)
             if info < 0:
                 raise np.linalg.LinAlgError(f"dpstrf failed ({info})")
             F = np.tril(c[:, :rank])
-            self.factors.append((piv - 1, np.asfortranarray(F[:rank]), F[rank:]))
+            self.factors.append((piv - 1, np.asfortranarray(F[:rank]), np.asfortranarray(F[rank:])))
 
-    def errors(self, wt: np.ndarray) -> np.ndarray:
-        """Σ(y − ŷ)² per output channel (G x M) for weights ``wt`` (G x K1 x M: one column per channel)."""
-        st = self.stats
-        out = st.yy - 2 * np.einsum("gkm,gkm->gm", wt, st.C)
+    @property
+    def rank(self) -> int:
+        """The largest rank over the groups."""
+        return max(top.shape[0] for _, top, _ in self.factors)
+
+    def quadratic(self, wt: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """wᵀAw per output channel (G x M) of weights ``wt`` (G x K1' x M, one column per channel); input i is row
+        ``rows[g][i]`` of ``wt[g]`` (None: row i)."""
+        out = np.zeros(wt.shape[::2])
         for g, (piv, top, rest) in enumerate(self.factors):
             r = top.shape[0]
             if not r:
                 continue
-            w = wt[g][piv]  # K1 x M, rows in pivot order
-            z = blas.dtrmm(1.0, top, np.asfortranarray(w[:r]), side=0, lower=1, trans_a=1, overwrite_b=1)
-            if rest.shape[0]:
-                z += rest.T @ w[r:]
-            out[g] += np.einsum("rm,rm->m", z, z)
-        return np.maximum(out, 0.0)
+            at = piv if rows is None else rows[g][piv]
+            z = np.take(wt[g], at[:r], axis=0)  # r x M; zᵀ ← zᵀ F[:r] in place on its Fortran view
+            with wide():
+                blas.dtrmm(1.0, top, z.T, side=1, lower=1, trans_a=0, overwrite_b=1)
+                if rest.shape[0]:
+                    blas.dgemm(1.0, np.take(wt[g], at[r:], axis=0).T, rest, beta=1.0, c=z.T, overwrite_c=1)
+            out[g] = np.einsum("rm,rm->m", z, z)
+        return out
 
-    def relative(self, wt: np.ndarray) -> float:
-        """‖Y − Ŷ‖ / ‖Y‖ of weights ``wt`` (G x K1 x M)."""
+    def errors(self, mats: np.ndarray, bias: np.ndarray | None, wt: np.ndarray | None = None,
+               rows: np.ndarray | None = None) -> np.ndarray:
+        """Σ(y − ŷ)² per output channel (G x M) of weights ``mats`` (G x M x K) and ``bias``; ``wt``/``rows``, if
+        given, hold the same weights as ``quadratic`` takes them (saves a copy)."""
+        st = self.stats
+        cross = np.einsum("gmk,gkm->gm", mats, st.C[:, : st.k])
+        if st.has_bias:
+            cross += bias * st.C[:, st.k]
+        if wt is None:
+            wt = np.concatenate([mats, bias[..., None]], 2) if st.has_bias else mats
+            wt, rows = np.ascontiguousarray(wt.transpose(0, 2, 1)), None
+        return np.maximum(st.yy - 2 * cross + self.quadratic(wt, rows), 0.0)
+
+    def relative(self, mats: np.ndarray, bias: np.ndarray | None, wt: np.ndarray | None = None,
+                 rows: np.ndarray | None = None) -> float:
+        """‖Y − Ŷ‖ / ‖Y‖ of weights ``mats`` and ``bias`` (``errors``)."""
         total = self.stats.total()
-        return float(np.sqrt(self.errors(wt).sum() / total)) if total > 0 else 0.0
+        return float(np.sqrt(self.errors(mats, bias, wt, rows).sum() / total)) if total > 0 else 0.0
