@@ -54,3 +54,9 @@ def digits_cnn(x: np.ndarray, y: np.ndarray) -> onnx.ModelProto:
     return model
 
 
+
+
+def arrays(path) -> dict:
+    """The arrays of an .npz file (the file closed)."""
+    with np.load(path) as f:
+        return dict(f)

@@ -24,6 +24,7 @@ from eyesim.prune.restore import (
 )
 from eyesim.workload.onnx.run import Samples
 from tests.cli_support import assert_one_line_error
+from tests.conftest import arrays
 
 from .test_cli import ALEXNET, CHIP, ROOT
 
@@ -116,7 +117,7 @@ def test_layer_as_matrices_reproduces_onnxruntime(node, x_shape, shapes):
 
 
 def ort_accuracy(path, npz) -> float:
-    data = np.load(npz)
+    data = arrays(npz)
     session = ort.InferenceSession(str(path))
     return 100.0 * float(np.mean(session.run(None, {"x": data["x"]})[0].argmax(1) == data["y"]))
 
@@ -154,7 +155,7 @@ def test_prune_digits_end_to_end(digits, method):
 
 def test_energy_aware_keeps_fewer_weights_than_magnitude_at_equal_rule(digits):
     model = onnx.load(str(digits / "cnn.onnx"))
-    data = np.load(digits / "data.npz")
+    data = arrays(digits / "data.npz")
     samples = Samples(data["x"], data["y"], "data")
     results = {m: prune(model, CHIP, samples, method=m, passes=1) for m in ("energy-aware", "magnitude")}
     assert results["energy-aware"].after.nonzero < results["magnitude"].after.nonzero
@@ -177,15 +178,15 @@ def test_shape_only_model_is_refused(digits):
 
 
 def test_samples_of_the_wrong_shape_are_refused(digits, tmp_path):
-    data = np.load(digits / "data.npz")
+    data = arrays(digits / "data.npz")
     np.savez(tmp_path / "flat.npz", x=data["x"].reshape(len(data["x"]), -1), y=data["y"])
     res = run_prune(str(digits / "cnn.onnx"), "--hw", CHIP, "--data", str(tmp_path / "flat.npz"))
     assert_one_line_error(res, "do not fit the model input", "1x8x8")
 
 
 def test_missing_labels_are_refused(digits, tmp_path):
-    np.save(tmp_path / "x.npy", np.load(digits / "data.npz")["x"])
-    np.savez(tmp_path / "x.npz", x=np.load(digits / "data.npz")["x"])
+    np.save(tmp_path / "x.npy", arrays(digits / "data.npz")["x"])
+    np.savez(tmp_path / "x.npz", x=arrays(digits / "data.npz")["x"])
     for path in ("x.npy", "x.npz"):
         res = run_prune(str(digits / "cnn.onnx"), "--hw", CHIP, "--data", str(tmp_path / path))
         assert_one_line_error(res, "no labels")
@@ -223,7 +224,7 @@ def test_lenet_held_out_accuracy_is_as_written_down():
 
 def test_finetune_keeps_zeros_and_the_rule(digits):
     model = onnx.load(str(digits / "cnn.onnx"))
-    data = np.load(digits / "data.npz")
+    data = arrays(digits / "data.npz")
     samples = Samples(data["x"], data["y"], "data")
     from eyesim.prune.finetune import finetuner
 

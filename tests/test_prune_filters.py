@@ -19,6 +19,7 @@ from eyesim.prune.restore import layer_stats
 from eyesim.workload.onnx.run import Runner, Samples
 from tests.channel_models import build, conv, op, weights
 from tests.cli_support import assert_one_line_error
+from tests.conftest import arrays
 
 from .test_cli import ALEXNET, CHIP
 
@@ -99,7 +100,7 @@ def test_filter_pruning_of_the_digits_cnn_writes_a_smaller_model(digits, tmp_pat
     conv2 = layers["conv2"]  # C and M are per group
     assert kept.get("conv1", 8) == conv2.G * conv2.C and kept.get("conv2", 8) == conv2.G * conv2.M
     total = report.query("layer == 'TOTAL'").iloc[0]
-    e = np.load(digits / "eval.npz")
+    e = arrays(digits / "eval.npz")
     (logits,) = ort.InferenceSession(str(out)).run(None, {"x": e["x"]})
     assert 100 * np.mean(logits.argmax(1) == e["y"]) == pytest.approx(total.accuracy_eval)
     assert total.energy_after <= total.energy_before

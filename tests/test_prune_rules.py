@@ -16,6 +16,7 @@ from eyesim.prune import change
 from eyesim.prune.data import check_labels, mix_warnings, split
 from eyesim.workload.onnx.run import Samples
 from tests.cli_support import assert_one_line_error
+from tests.conftest import arrays
 
 from .test_cli import CHIP, ROOT
 
@@ -80,7 +81,7 @@ def digits_args(digits, *more):
     lambda x, y: (np.where(np.arange(len(x))[:, None, None, None] == 3, np.nan, x), y, "NaN or infinite"),
 ])
 def test_data_that_cannot_support_the_rule_is_refused_before_any_work(digits, tmp_path, make):
-    d = np.load(digits / "data.npz")
+    d = arrays(digits / "data.npz")
     x, y, needle = make(d["x"], d["y"])
     bad = save(tmp_path / "bad.npz", x, y)
     out = tmp_path / "p.onnx"
@@ -95,7 +96,7 @@ def test_too_few_fitting_samples_for_a_determined_least_squares_are_refused(digi
 
 
 def test_held_out_labels_outside_the_classes_are_refused(digits, tmp_path):
-    d = np.load(digits / "eval.npz")
+    d = arrays(digits / "eval.npz")
     bad = save(tmp_path / "bad.npz", d["x"], d["y"] + 10)
     assert_one_line_error(run_prune(*digits_args(digits, "--eval", bad)), "bad.npz", "outside")
 
@@ -139,7 +140,7 @@ def test_held_out_collapse_fails_the_run_and_keeps_the_model_unwritten(digits, t
 
 
 def test_label_free_mode_needs_no_labels_and_bounds_each_layer_error(digits, tmp_path):
-    d = np.load(digits / "data.npz")
+    d = arrays(digits / "data.npz")
     unlabeled = save(tmp_path / "x.npz", d["x"])
     csv = tmp_path / "r.csv"
     res = run_prune(digits / "cnn.onnx", "--hw", CHIP, "--data", unlabeled, "--max-output-error", "0.05",
@@ -152,7 +153,7 @@ def test_label_free_mode_needs_no_labels_and_bounds_each_layer_error(digits, tmp
 
 
 def test_validation_file_is_used_instead_of_a_part(digits, tmp_path):
-    e = np.load(digits / "eval.npz")
+    e = arrays(digits / "eval.npz")
     val = save(tmp_path / "val.npz", e["x"][:400], e["y"][:400])
     csv = tmp_path / "r.csv"
     res = run_prune(*digits_args(digits, "--validation", val, "--method", "magnitude", "--passes", "1",
@@ -183,7 +184,7 @@ def test_saved_model_is_the_reported_one(digits, tmp_path):
     total = pd.read_csv(csv).query("layer == 'TOTAL'").iloc[0]
     import onnxruntime as ort
 
-    e = np.load(digits / "eval.npz")
+    e = arrays(digits / "eval.npz")
     (logits,) = ort.InferenceSession(str(out)).run(None, {"x": e["x"]})
     assert 100 * np.mean(logits.argmax(1) == e["y"]) == pytest.approx(total.accuracy_eval)
 
