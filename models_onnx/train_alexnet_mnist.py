@@ -116,15 +116,7 @@ def network() -> nn.Sequential:
 
 def tensors_of(net: nn.Sequential) -> dict[str, np.ndarray]:
     """The network's weights and biases by ONNX initializer name (``conv1.weight``, ``conv1.bias``, ...)."""
-    from torch import nn
-
-    names = [c[0] for c in CONVS] + [f[0] for f in FCS]
-    layers = [m for m in net if isinstance(m, nn.Conv2d | nn.Linear)]
-    tensors = {}
-    for name, layer in zip(names, layers, strict=True):
-        tensors[f"{name}.weight"] = layer.weight.detach().numpy().copy()
-        tensors[f"{name}.bias"] = layer.bias.detach().numpy().copy()
-    return tensors
+    return lenet_script().layer_tensors(net, [c[0] for c in CONVS] + [f[0] for f in FCS])
 
 
 def shifted(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

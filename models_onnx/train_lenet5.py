@@ -65,7 +65,14 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int) -> dict[str, np.ndarray]:
             loss.backward()
             opt.step()
         print(f"epoch {epoch + 1}: last batch loss {loss.item():.4f}")
-    names = ["conv1", "conv2", "fc1", "fc2", "fc3"]
+    return layer_tensors(net, ["conv1", "conv2", "fc1", "fc2", "fc3"])
+
+
+def layer_tensors(net, names: list[str]) -> dict[str, np.ndarray]:
+    """The weights and biases of ``net``'s Conv2d and Linear layers by ONNX initializer name (``NAME.weight``,
+    ``NAME.bias``), ``names`` in layer order."""
+    from torch import nn
+
     layers = [m for m in net if isinstance(m, nn.Conv2d | nn.Linear)]
     tensors = {}
     for name, layer in zip(names, layers, strict=True):
