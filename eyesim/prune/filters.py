@@ -31,6 +31,7 @@ from eyesim.prune.progress import Progress, Silent
 from eyesim.prune.restore import RIDGES, Stats, layer_stats, relative_error
 from eyesim.prune.result import PruneResult, Rule, Step
 from eyesim.prune.run import Run, energy_estimate
+from eyesim.prune.stats import ridged
 from eyesim.workload.onnx.run import Runner, Samples
 
 CRITERIA = ("nuclear-norm", "l1", "energy-aware")
@@ -224,9 +225,7 @@ def dense_refit(fit: Stats, val: Stats) -> tuple[np.ndarray, np.ndarray | None, 
     for ridge in RIDGES:
         sols = []
         for g in range(fit.A.shape[0]):
-            A = fit.A[g]
-            scale = max(float(np.trace(A)) / A.shape[0], 1e-30)
-            sols.append(np.linalg.solve(A + ridge * scale * np.eye(A.shape[0]), fit.C[g]).T)  # M x K1
+            sols.append(np.linalg.solve(ridged(fit.A[g], ridge), fit.C[g]).T)  # M x K1
         w = np.stack(sols)
         mats, bias = (w[..., :-1], w[..., -1]) if fit.has_bias else (w, None)
         err = relative_error(val, mats, bias)

@@ -127,8 +127,7 @@ class _WeightRun(Run):
         shares = self.shares()
         order = [lay for lay in sorted(self.layers, key=lambda lay: -shares.get(lay.name, 0.0))
                  if lay.name not in self.frozen and np.count_nonzero(self.state[lay.weight])]
-        steps = []
-        energy = self.energy(self.state)
+        steps, energy = [], shares[""]
         for index, lay in enumerate(order):
             self.progress.layer(lay.name, pass_no, index, len(order))
             steps.append(self.prune_layer(lay, pass_no, shares.get(lay.name, 0.0), energy))
