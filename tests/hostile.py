@@ -1,0 +1,107 @@
+"""Harness for hostile-input tests: run one eyesim command in a forked child and measure what it cost.
+
+The child is forked from the test process (eyesim and its kernels already imported), so a case costs
+milliseconds; the kernel's own accounting gives its peak memory above the parent's at the fork.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import eyesim.cli.main  # noqa: F401 - imported once here, so a forked case measures only its own work
+
+MAX_SECONDS = 5.0  # generous: the machine is shared and noisy; a bounded case takes well under 1 s
+MAX_GROWTH_MB = 300.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one command did: exit code, stderr and stdout text, wall seconds, memory grown, files changed."""
+
+    code: int
+    stderr: str
+    stdout: str
+    seconds: float
+    grown_mb: float
+    changed: tuple[str, ...]
+
+    def refused(self, *needles: str, seconds: float = MAX_SECONDS, grown_mb: float = MAX_GROWTH_MB) -> None:
+        """Assert: exit 2, one stderr line ``eyesim: error: ...`` holding every needle, no traceback, in bounds."""
+        lines = self.stderr.strip().splitlines()
+        assert self.code == 2, f"exit {self.code}: {self.stderr}{self.stdout}"
+        assert len(lines) == 1 and lines[0].startswith("eyesim: error: "), self.stderr
+        assert "Traceback" not in self.stderr + self.stdout
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+        assert self.seconds < seconds, f"took {self.seconds:.1f} s: {lines[0]}"
+        assert self.grown_mb < grown_mb, f"grew {self.grown_mb:.0f} MB: {lines[0]}"
+        assert not self.changed, f"changed {self.changed}: {lines[0]}"
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _snapshot(folder: Path | None) -> dict[str, str]:
+    if folder is None:
+        return {}
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_cli(args: list[str], watch: Path | None = None, timeout: float = 60.0) -> Outcome:
+    """Run ``eyesim ARGS`` in a forked child; ``watch`` is a folder whose files must not change."""
+    before = _snapshot(watch)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        base = _rss_mb()
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the child: run the command, never return into pytest
+            _child(args, out.fileno(), err.fileno(), timeout)
+        _, status, usage = os.wait4(pid, 0)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    code = os.waitstatus_to_exitcode(status)
+    if code == -signal.SIGALRM:
+        stderr += f"\n(killed after {timeout} s)"
+    changed = tuple(k for k, v in _snapshot(watch).items() if before.get(k) != v)
+    changed += tuple(k for k in before if not (watch / k).exists())  # type: ignore[operator]
+    return Outcome(code, stderr, stdout, seconds, usage.ru_maxrss / 1024 - base, changed)
+
+
+def _child(args: list[str], out: int, err: int, timeout: float) -> None:
+    code = 70
+    try:
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - the child ends with os._exit
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        signal.alarm(int(timeout) + 1)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        from eyesim.cli.main import main
+
+        try:
+            main.main(args=args, prog_name="eyesim")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report it as the test's failure, never run pytest in the child
+        import traceback
+
+        traceback.print_exc()
+        code = 71
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
