@@ -12,6 +12,7 @@ from eyesim import dataflow as df
 from eyesim.cost.breakdown import breakdown
 from eyesim.cost.compression import dram_ratio, rlc_words
 from eyesim.cost.counts import hw_vector, layer_counts, layer_vector
+from eyesim.cost.densities import layer_densities, parse_given
 from eyesim.cost.energy import access_costs, layer_costs, mac_cost
 from eyesim.cost.samples import measure, model_weights
 from eyesim.cost.timing import layer_timing
@@ -27,7 +28,6 @@ from eyesim.workload.layer import Layer, Workload
 from eyesim.workload.onnx.load import load_workload
 
 SMALLEST = Mapping(1, 1, 1, 1, 1, 1, 1)
-DENSITY_TYPES = ("weights", "ifmap", "ofmap")
 SearchCache = dict[bytes, tuple[Mapping, int]]
 
 
@@ -61,18 +61,19 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
     workload = _workload(model, batch)
     target = Target.of(*_hardware(hw, bits))
     pinned = _pinned(mapping, workload)
-    user = _user_densities(densities, workload)
+    given = parse_given(densities, workload)
     proto = _with_weights(model)  # read once, for the weights and for running samples
     weights = weight_stats(proto, workload, target.bits.weights) if proto is not None else {}
     counts = _sample_counts(proto, _label(model), workload, samples, target.bits, progress)
+    found = layer_densities(workload, given, weights, counts)
     cache: SearchCache = {}
     results = []
     for layer in workload.layers:
-        density = _density(layer.name, user, weights, counts)
-        exact = None if user.get(layer.name) or user.get("") else counts.get(layer.name)
+        density = found[layer.name]
+        exact = None if density.user_set else counts.get(layer.name)
         effects = zero_effects(density, exact, workload.io.get(layer.name), target.hw.sparsity.zero_gating,
                                target.hw.sparsity.dram_compression, (target.bits.ifmap, target.bits.ifmap))
-        effects = replace(effects, weights_dram=_weight_ratio(layer.name, density, weights, user, target))
+        effects = replace(effects, weights_dram=_weight_ratio(layer.name, density, weights, target))
         results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
         if progress is not None:
             progress(f"searched {layer.name}")
@@ -179,20 +180,6 @@ def _known_layers(names, workload: Workload, what: str) -> None:
                           f"(its layers: {shown})")
 
 
-def _user_densities(densities, workload: Workload) -> dict[str, dict[str, float]]:
-    """``{"ifmap": 0.4, "conv3.ifmap": 0.3}`` as ``{"": {"ifmap": 0.4}, "conv3": {"ifmap": 0.3}}``."""
-    out: dict[str, dict[str, float]] = {}
-    for key, value in (densities or {}).items():
-        layer, _, dtype = key.rpartition(".")
-        if dtype not in DENSITY_TYPES:
-            raise EyesimError(f"density {key!r}: the data type must be one of {', '.join(DENSITY_TYPES)}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            raise EyesimError(f"density {key}={value!r} must be a number from 0 to 1")
-        out.setdefault(layer, {})[dtype] = float(value)
-    _known_layers(set(out) - {""}, workload, "--density")
-    return out
-
-
 def weight_stats(proto: onnx.ModelProto, workload: Workload, bits: int) -> dict[str, tuple[float, int, int]]:
     """(non-zero fraction, run-length coded 64-bit words, values) of each layer's weights in the ONNX model."""
     weights = model_weights(proto)
@@ -229,29 +216,7 @@ def _sample_counts(proto: onnx.ModelProto | None, label: str, workload: Workload
     return measure(proto, workload, samples, fmap_bits, ran, label=label)
 
 
-def _weight_ratio(name: str, density: Density, weights: dict, user: dict, target: Target) -> float:
+def _weight_ratio(name: str, density: Density, weights: dict, target: Target) -> float:
     """Stored / raw bits of the layer's weights in DRAM: run-length words counted from the values when known."""
-    given = user.get(name, {}).get("weights", user.get("", {}).get("weights"))
-    measured = weights[name][1:] if name in weights and given is None else ()
+    measured = weights[name][1:] if name in weights and density.kinds[0] == "measured" else ()
     return dram_ratio(target.hw.sparsity.weight_compression, density.weights, target.bits.weights, *measured)
-
-
-def _density(name: str, user: dict, weights: dict, counts: dict[str, ValueCounts]) -> Density:
-    """Densities by priority: this layer's user value, the global user value, measured, dense.
-
-    An ofmap is the next layer's ifmap: without an ofmap value of its own it takes the global ifmap one.
-    """
-    values, sources = {}, {}
-    measured = counts.get(name)
-    found = {"weights": (weights[name][0] if name in weights else None, "onnx"),
-             "ifmap": (measured.ifmap_density if measured else None, "samples"),
-             "ofmap": (measured.ofmap_density if measured else None, "samples")}
-    fmaps = {"ofmap": (user.get("", {}).get("ifmap"), "user (ifmap)")}
-    for dtype in DENSITY_TYPES:
-        for value, source in ((user.get(name, {}).get(dtype), f"user ({name})"), (user.get("", {}).get(dtype), "user"),
-                              found[dtype], fmaps.get(dtype, (None, "")), (1.0, "dense")):
-            if value is not None:
-                values[dtype], sources[dtype] = value, source
-                break
-    source = ", ".join(f"{dtype}: {sources[dtype]}" for dtype in DENSITY_TYPES)
-    return Density(**values, source=source)

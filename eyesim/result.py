@@ -10,7 +10,7 @@ import pandas as pd
 
 from eyesim.cost.breakdown import DATA_TYPES, ENERGY_LEVELS, ENERGY_TYPES, Breakdown
 from eyesim.cost.timing import Timing
-from eyesim.cost.zeros import Density, ZeroEffects
+from eyesim.cost.zeros import DENSITY_TYPES, Density, ZeroEffects
 from eyesim.errors import EyesimError
 from eyesim.hardware.schema import COSTS, LEVELS
 from eyesim.hardware.spec import Bits, Hardware, hardware_to_dict
@@ -59,7 +59,8 @@ class LayerResult:
             "accesses": accesses,
             "energy": {"by_level": self.energy.by_level, "by_type": self.energy.by_type, "total": self.energy.total},
             "density": {"weights": self.density.weights, "ifmap": self.density.ifmap, "ofmap": self.density.ofmap,
-                        "source": self.density.source},
+                        "source": self.density.source,
+                        **{f"{t}_kind": k for t, k in zip(DENSITY_TYPES, self.density.kinds, strict=True)}},
             "macs_executed": self.energy.macs_executed,
             "zero_counts": "exact from sample values" if self.effects.exact else "from densities",
             "compression": {"ifmap": self.effects.ifmap_dram, "ofmap": self.effects.ofmap_dram,

@@ -110,7 +110,7 @@ def test_densities_from_the_user_drive_the_analytical_rule():
     assert conv3.energy.macs_executed == round(conv3.energy.macs * 0.5 * 0.3)
     assert conv3.effects.ifmap_dram == pytest.approx(rlc_expected_ratio(0.3, 16))
     assert conv1.effects.ifmap_dram == 1.0  # the input image is stored as it is
-    assert "user (conv3)" in conv3.density.source
+    assert "user (conv3.ifmap)" in conv3.density.source
     dense = eyesim.estimate(ALEXNET, CHIP)
     assert res.total()["energy"]["total"] < dense.total()["energy"]["total"]
 

@@ -30,8 +30,10 @@ from eyesim.errors import EyesimError
               help="Model inputs (.npy, or .npz with array x) to run through the model (onnxruntime) to measure "
                    "each layer's ifmap and ofmap densities and count zero-skipped MACs exactly.")
 @click.option("--density", "density_items", multiple=True, metavar="[LAYER.]TYPE=D",
-              help="Non-zero fraction (0 to 1) of weights, ifmap or ofmap, for every layer (ifmap=0.4) or one "
-                   "(conv3.ifmap=0.3); repeatable; wins over measured values.")
+              help="Non-zero fraction (0 to 1) of weights, ifmap or ofmap, for every layer (ifmap=0.4), one "
+                   "(conv3.ifmap=0.3) or one fmap tensor by name (relu3=0.3); repeatable; wins over measured "
+                   "values. It also sets the other layer reading or writing the same tensor (linked), and "
+                   "estimates an ofmap written before pooling/LRN/Add/Concat.")
 @click.option("--plot", "plot_file", type=FILE,
               help="Also draw the per-layer energy bars to FILE.png or FILE.svg (needs eyesim[plot]).")
 @click.option("--quiet", is_flag=True, help="Do not print the table.")

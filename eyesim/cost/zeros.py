@@ -13,15 +13,23 @@ from eyesim.cost.compression import dram_ratio
 from eyesim.cost.values import ValueCounts
 from eyesim.workload.layer import LayerIO
 
+DENSITY_TYPES = ("weights", "ifmap", "ofmap")
+
 
 @dataclass(frozen=True)
 class Density:
-    """Fractions of non-zero values, and where each came from (dense, onnx, samples, user)."""
+    """Fractions of non-zero values, and where each came from (cost/densities.py)."""
 
     weights: float = 1.0
     ifmap: float = 1.0
     ofmap: float = 1.0
     source: str = "weights: dense, ifmap: dense, ofmap: dense"
+    kinds: tuple[str, str, str] = ("dense", "dense", "dense")  # per type: given, linked, measured, estimated, dense
+
+    @property
+    def user_set(self) -> bool:
+        """Some density was given by the user (directly or through a shared tensor): not counted from values."""
+        return bool({"given", "linked"} & set(self.kinds))
 
 
 @dataclass(frozen=True)

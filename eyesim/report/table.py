@@ -24,6 +24,16 @@ def _mapping(lr: LayerResult) -> str:
     return " ".join(str(v) for v in lr.mapping.as_dict().values()) + ("*" if lr.pinned else "")
 
 
+MARKS = {"given": "g", "linked": "l", "estimated": "e", "measured": "m", "dense": " "}
+
+
+def _densities(lr: LayerResult) -> list[str]:
+    """Weight, ifmap and ofmap densities, each marked with where it came from (MARKS)."""
+    d = lr.density
+    return [f"{value:.2f}{MARKS.get(kind, '?')}" for value, kind in zip((d.weights, d.ifmap, d.ofmap), d.kinds,
+                                                                         strict=True)]
+
+
 def _scale_exponent(largest: float, digits: int) -> int:
     """Power of ten (a multiple of 3) that leaves ``largest`` with at most ``digits`` digits before the point."""
     return 3 * max(0, -(-(int(math.log10(max(largest, 1.0))) + 1 - digits) // 3))
@@ -41,7 +51,7 @@ def _energy_cells(by_level: dict, by_type: dict, total: float, exponent: int) ->
 def table(result: Result) -> str:
     """A fixed-width table, one row per layer and a TOTAL row, units in the header."""
     head = ["layer", "op", "shape C*H*W>M*E*F kRxS/U gG", "MACs [M]", "m n e p q r t", "PEs",
-            *LEVEL_HEAD, *TYPE_HEAD, "total", "run MACs [M]", "d_w", "d_i", "ms", "bound"]
+            *LEVEL_HEAD, *TYPE_HEAD, "total", "run MACs [M]", "d_w", "d_i", "d_o", "ms", "bound"]
     exponent = _scale_exponent(max((lr.energy.total for lr in result.layers), default=1.0), 6)
     mac_exp = _scale_exponent(max((lr.energy.macs for lr in result.layers), default=1), 4)
     head[3], head[-5] = f"MACs{SI_PREFIX[mac_exp]}", f"run MACs{SI_PREFIX[mac_exp]}"
@@ -54,12 +64,12 @@ def table(result: Result) -> str:
         e = lr.energy
         rows.append([lr.layer.name, lr.layer.op, _shape(lr), macs(e.macs), _mapping(lr), str(lr.active_pes),
                      *_energy_cells(e.by_level, e.by_type, e.total, exponent), macs(e.macs_executed),
-                     f"{lr.density.weights:.2f}", f"{lr.density.ifmap:.2f}", f"{lr.timing.latency_s * 1e3:.3f}",
+                     *_densities(lr), f"{lr.timing.latency_s * 1e3:.3f}",
                      lr.timing.bound])
     tot = result.total()
     rows.append(["TOTAL", "", "", macs(tot["macs"]), "", "",
                  *_energy_cells(tot["energy"]["by_level"], tot["energy"]["by_type"], tot["energy"]["total"], exponent),
-                 macs(tot["macs_executed"]), "", "", f"{tot['latency_s'] * 1e3:.3f}", ""])
+                 macs(tot["macs_executed"]), "", "", "", f"{tot['latency_s'] * 1e3:.3f}", ""])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     numeric = set(range(3, len(head) - 1)) - {4}
 
@@ -85,7 +95,8 @@ def summary(result: Result) -> str:
         f"model {result.model}  |  hardware {hw.name} ({hw.source or 'in memory'})  |  batch {result.batch}  |  "
         f"bits w/i/p {result.bits.weights}/{result.bits.ifmap}/{result.bits.psum}",
         "energy unit: one 16-bit MAC = 1 (costs per access: "
-        + ", ".join(f"{k} {getattr(hw.energy, k):g}" for k in ENERGY_LEVELS) + "); * = pinned mapping",
+        + ", ".join(f"{k} {getattr(hw.energy, k):g}" for k in ENERGY_LEVELS) + "); * = pinned mapping; "
+        "densities d_w/d_i/d_o: g given, l linked (the same tensor given), e estimated, m measured",
     ]
     tot = result.total()
     joules = "" if tot["energy_j"] is None else (f"  |  {tot['energy_j'] * 1e3:.3f} mJ, {tot['power_w'] * 1e3:.1f} mW "

@@ -93,6 +93,11 @@ class LayerIO:
     pad_top: int = 0  # leading zero padding of the ifmap (conv pads plus a folded Pad)
     pad_left: int = 0
     network_input: bool = False  # the ifmap is the network's input image (never compressed in DRAM)
+    # Densities belong to tensors (onnx/links.py): the names of the fmaps, and the layers sharing them.
+    ifmap_tensors: tuple[str, ...] = ()  # the ifmap's names, through value-preserving ops upstream
+    ofmap_tensors: tuple[str, ...] = ()  # the ofmap's names, through value-preserving ops downstream
+    readers: tuple[str, ...] = ()  # layers whose ifmap is this ofmap, values unchanged
+    downstream: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (layer, ops crossed) past value-changing ops
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from eyesim.workload.layer import Workload
 from eyesim.workload.onnx.batch import find_data_inputs, set_batch, tensor_ranks
 from eyesim.workload.onnx.convert import convert_layers
 from eyesim.workload.onnx.graph import Graph
+from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
 from eyesim.workload.onnx.shapes import infer_folding_shapes
 
@@ -67,6 +68,7 @@ def _import(work: onnx.ModelProto, name: str, batch: int) -> Workload:
     set_batch(work, data_inputs, batch)
     graph = Graph(infer_folding_shapes(work).graph, names, data_inputs)
     layers, not_modelled, io = convert_layers(graph)
+    io = with_links(graph, io)
     if not layers:
         raise EyesimError("no layer with MACs (Conv, Gemm or MatMul with a constant operand)")
     inputs = {vi.name: tuple(graph.known_dims(vi.name) or ()) for vi in data_inputs}
