@@ -10,14 +10,14 @@ import onnx
 
 from eyesim import dataflow as df
 from eyesim.cost.breakdown import breakdown
-from eyesim.cost.compression import dram_ratio, rlc_words
+from eyesim.cost.compression import Planes, dram_ratio, measured_ratio, rlc_words
 from eyesim.cost.counts import hw_vector, layer_counts, layer_vector
 from eyesim.cost.densities import layer_densities, parse_given
-from eyesim.cost.energy import access_costs, layer_costs, mac_cost
+from eyesim.cost.energy import access_costs, layer_costs, mac_cost, psum_extra
 from eyesim.cost.samples import measure, model_weights
 from eyesim.cost.timing import layer_timing
 from eyesim.cost.values import ValueCounts
-from eyesim.cost.zeros import Density, ZeroEffects, zero_effects
+from eyesim.cost.zeros import Density, ZeroEffects, psum_skips, zero_effects
 from eyesim.dataflow.search import search_layer
 from eyesim.errors import EyesimError
 from eyesim.hardware.load import load_hardware
@@ -25,9 +25,20 @@ from eyesim.hardware.spec import Bits, Hardware
 from eyesim.mapping import Mapping, load_mapping_file, violation
 from eyesim.result import LayerResult, Result
 from eyesim.workload.layer import Layer, Workload
+from eyesim.workload.limits import rebatched
 from eyesim.workload.onnx.load import load_workload
+from eyesim.workload.onnx.run import load_model
+from eyesim.workload.slices import slice_widths, sliced
+from eyesim.workload.torch_export import as_model, example_batch
 
 SMALLEST = Mapping(1, 1, 1, 1, 1, 1, 1)
+# the counts that are at their least at m = p = M, n = N, e = E, q = r = t = 1 (_energy_floor)
+_LEAST = ((df.DRAM, df.IFMAP, df.READ), (df.DRAM, df.WEIGHTS, df.READ), (df.DRAM, df.PSUM, df.WRITE),
+          (df.GLB, df.IFMAP, df.READ), (df.GLB, df.WEIGHTS, df.READ), (df.ARRAY, df.IFMAP, df.READ),
+          (df.ARRAY, df.WEIGHTS, df.READ), (df.RF, df.IFMAP, df.READ), (df.RF, df.WEIGHTS, df.READ),
+          (df.RF, df.PSUM, df.READ), (df.RF, df.PSUM, df.WRITE))
+_FLOOR = np.zeros((4, 3, 2), dtype=np.int64)
+_FLOOR[tuple(np.array(_LEAST).T)] = 1
 SearchCache = dict[bytes, tuple[Mapping, int]]
 
 
@@ -47,18 +58,23 @@ class Target:
         return cls(hw, bits, hw_vector(hw, bits), access_costs(hw, bits), mac_cost(hw, bits))
 
 
-def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, densities=None,
-             samples=None) -> Result:
-    """Estimate the energy of ``model`` (ONNX path, ModelProto or Workload) on ``hw`` (path or Hardware).
+def estimate(model, hw, batch: int | None = None, mapping=None, progress=None, bits=None, densities=None,
+             samples=None, input_shapes=None, example_inputs=None, exporter=None, opset=None) -> Result:
+    """Estimate the energy of ``model`` (ONNX path, ModelProto, Workload, torch module) on ``hw`` (path or Hardware).
 
     ``mapping`` pins layers' mappings: a YAML path or ``{layer name: Mapping or dict}``; the other
     layers are searched. ``bits`` overrides the widths (``{"weights": 8, ...}`` or a Bits);
     ``densities`` sets non-zero fractions (``{"ifmap": 0.4, "conv3.ifmap": 0.3}``; types weights,
     ifmap, ofmap); ``samples`` (an array or a .npy/.npz path) are run through the model to measure
     them. ``progress`` is an optional callable taking a short status text after each step (running a
-    chunk of samples, searching a layer).
+    chunk of samples, searching a layer). ``input_shapes`` (``{input name: (d0, d1, ...)}``) fixes whole
+    input shapes; ``batch`` sets only inputs' batch dims (eyesim.workload.onnx.batch). A ``torch.nn.Module``
+    is exported with torch.onnx on ``example_inputs`` first (``exporter``, ``opset``: eyesim.workload.torch_export);
+    ``batch`` is then, unless given, the inputs' first dim (else it defaults to 1).
     """
-    workload = _workload(model, batch)
+    model = as_model(model, example_inputs, exporter, opset)
+    batch = example_batch(example_inputs) if batch is None else batch
+    workload = _workload(model, batch, input_shapes)
     target = Target.of(*_hardware(hw, bits))
     pinned = _pinned(mapping, workload)
     given = parse_given(densities, workload)
@@ -71,9 +87,9 @@ def estimate(model, hw, batch: int = 1, mapping=None, progress=None, bits=None, 
     for layer in workload.layers:
         density = found[layer.name]
         exact = None if density.user_set else counts.get(layer.name)
-        effects = zero_effects(density, exact, workload.io.get(layer.name), target.hw.sparsity.zero_gating,
-                               target.hw.sparsity.dram_compression, (target.bits.ifmap, target.bits.ifmap))
-        effects = replace(effects, weights_dram=_weight_ratio(layer.name, density, weights, target))
+        effects = zero_effects(layer, density, exact, workload.io.get(layer.name), target.hw.sparsity,
+                               (target.bits.ifmap, target.bits.ifmap))
+        effects = replace(effects, weights_dram=_weight_ratio(layer, density, weights, target))
         results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
         if progress is not None:
             progress(f"searched {layer.name}")
@@ -86,36 +102,100 @@ def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, 
     """One layer's result: the pinned mapping (checked) or the searched optimum, and its energy and time."""
     effects = effects or ZeroEffects()
     cost, mac = layer_costs(target.cost, target.mac_cost, effects)
+    outside = target.hw.native.outside(layer.shape)  # of the layer as given: reported, never enforced
     if pinned is not None:
         check_mapping(layer, target, pinned)
         chosen, evaluated = pinned, 0
     else:
         try:
-            chosen, evaluated = best_mapping(layer, target, cache, cost, mac)
-        except EyesimError:
-            if not layer.covers_input:
+            chosen, evaluated = best_mapping(layer, target, cache, cost, mac, psum_skips(layer, effects))
+        except EyesimError as err:
+            if layer.covers_input:  # a filter taller than the array: run the same MACs over the flattened input
+                layer, effects = layer.flattened(), effects.flattened()
+                chosen, evaluated = best_mapping(layer, target, cache, cost, mac, psum_skips(layer, effects))
+            elif layer.S > 1:  # a filter row too wide for the scratchpads: run it as slices
+                return replace(_best_slices(layer, target, cache, (cost, mac), density, effects, err),
+                               outside_native=outside)
+            else:
                 raise
-            # a filter taller than the array: run the same MACs over the flattened input
-            layer = layer.flattened()
-            chosen, evaluated = best_mapping(layer, target, cache, cost, mac)
+    return replace(_layer_result(layer, chosen, pinned is not None, evaluated, target, (cost, mac), density, effects),
+                   outside_native=outside)
+
+
+def _layer_result(layer: Layer, chosen: Mapping, pinned: bool, evaluated: int, target: Target,
+                  costs: tuple[np.ndarray, float], density: Density | None, effects: ZeroEffects) -> LayerResult:
+    """The counts, energy and time of ``layer`` (as run) under the mapping ``chosen``."""
+    cost, mac = costs
     counts, macs = layer_counts(layer, target.vec, chosen.vector())
-    return LayerResult(layer=layer, mapping=chosen, pinned=pinned is not None,
+    skips = psum_skips(layer, effects)
+    skipped = 0.0 if skips is None else float(skips[chosen.q]) * layer.macs
+    return LayerResult(layer=layer, mapping=chosen, pinned=pinned,
                        active_pes=layer.R * chosen.e * chosen.r * chosen.t,
-                       energy=breakdown(counts, macs, cost, mac, effects), evaluated=evaluated,
+                       energy=breakdown(counts, macs, cost, mac, effects, skipped), evaluated=evaluated,
                        density=density or Density(), effects=effects,
                        timing=layer_timing(layer, chosen, counts, target.hw, target.bits, effects))
 
 
+def _best_slices(layer: Layer, target: Target, cache: SearchCache | None, costs: tuple[np.ndarray, float],
+                 density: Density | None, effects: ZeroEffects, err: EyesimError) -> LayerResult:
+    """``layer`` run as slices: of every slice width that fits, the one whose estimate has the least energy.
+
+    Each width's sliced layer is searched as any layer is, the most promising first (least lower bound);
+    a width whose lower bound is above the best energy found cannot win and is not searched. A tie keeps
+    the widest slices (the fewest). ``evaluated`` counts the mappings of every width searched.
+    """
+    if effects.first_taps.size:  # exact psum gating would need each slice's first-tap zeros
+        raise EyesimError(f"{err}; it would run as slices, but exact psum gating from samples is not modelled "
+                          "for slices: give densities (--density) or set sparsity.gate_psums: false")
+    # the smallest mapping uses the least of every resource: a width whose smallest mapping breaks one fits none
+    candidates = (sliced(layer, width) for width in slice_widths(layer.S))
+    fits = [(run, slices) for run, slices in candidates
+            if df.first_violation(layer_vector(run), target.vec, SMALLEST.vector()) == df.OK]
+    floors = [_energy_floor(run, target, costs, effects) for run, _ in fits]
+    best, evaluated = None, 0
+    for floor, (run, slices) in sorted(zip(floors, fits, strict=True), key=lambda pair: pair[0]):
+        if best is not None and floor > best.energy.total:
+            break  # neither this width nor any later one can win
+        chosen, count = best_mapping(run, target, cache, *costs)
+        evaluated += count
+        found = replace(_layer_result(run, chosen, False, 0, target, costs, density, effects), slices=slices)
+        if best is None or (found.energy.total, -slices.width) < (best.energy.total, -best.slices.width):
+            best = found
+    if best is None:
+        raise EyesimError(f"{err}; nor as slices of any width dividing S={layer.S}")
+    return replace(best, evaluated=evaluated)
+
+
+def _energy_floor(layer: Layer, target: Target, costs: tuple[np.ndarray, float], effects: ZeroEffects) -> float:
+    """A lower bound of ``layer``'s energy under any mapping (DESIGN.md, "Filters wider than a scratchpad").
+
+    The counts at m = p = M, n = N, e = E, q = r = t = 1 (legal or not) that no mapping goes below: one
+    m-chunk, n-chunk and strip (DRAM ifmap: all needed rows once; DRAM, GLB and array weights), one filter
+    chunk and PE set per strip and channel (GLB and array ifmap reads), one channel per PE (the most psum
+    starts: the fewest RF psum accesses), and those no mapping changes (RF ifmap and weight reads, ofmap
+    writes, MACs). The other counts are left at zero: energy is a sum of
+    counts times non-negative costs and floating-point addition is monotone, so this never exceeds a real
+    mapping's energy.
+    """
+    counts, macs = layer_counts(layer, target.vec, Mapping(layer.M, layer.N, layer.E, layer.M, 1, 1, 1).vector())
+    return breakdown(counts * _FLOOR, macs, *costs, effects).total
+
+
 def best_mapping(layer: Layer, target: Target, cache: SearchCache | None = None, cost: np.ndarray | None = None,
-                 mac: float | None = None) -> tuple[Mapping, int]:
-    """The minimum-energy mapping of one group of ``layer`` and the number of mappings evaluated."""
+                 mac: float | None = None, skips: np.ndarray | None = None) -> tuple[Mapping, int]:
+    """The minimum-energy mapping of one group of ``layer`` and the number of mappings evaluated.
+
+    ``skips``: exact psum gating's skipped read-write pairs per q (``zeros.psum_skips``), or None.
+    """
     cost = target.cost if cost is None else cost
     mac = target.mac_cost if mac is None else mac
     lv = layer_vector(layer)
-    key = lv.tobytes() + cost.tobytes() + np.float64(mac).tobytes()
+    extra = psum_extra(layer, cost, skips)
+    key = lv.tobytes() + cost.tobytes() + np.float64(mac).tobytes() + (b"" if extra is None else extra.tobytes())
     if cache is not None and key in cache:
         return cache[key]
-    best, energy, evaluated = search_layer(lv, target.vec, df.strip_rows_table(lv), df.used_cols(lv), cost, mac)
+    best, energy, evaluated = search_layer(lv, target.vec, df.strip_rows_table(lv), df.used_cols(lv), cost, mac,
+                                           extra)
     if not np.isfinite(energy):
         binding = violation(df.first_violation(lv, target.vec, SMALLEST.vector()))
         raise EyesimError(f"layer {layer.name!r} ({_shape_text(layer)}): no mapping fits {target.hw.name!r}; "
@@ -152,13 +232,14 @@ def _hardware(hw, bits) -> tuple[Hardware, Bits]:
     return hardware, replace(hardware.widths, **given)
 
 
-def _workload(model, batch: int) -> Workload:
+def _workload(model, batch: int, input_shapes=None) -> Workload:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise EyesimError(f"batch must be a positive integer, got {batch!r}")
     if isinstance(model, Workload):
-        return Workload(model.model, batch, tuple(layer.with_batch(batch) for layer in model.layers),
-                        model.not_modelled, model.io, model.inputs)
-    return load_workload(model, batch=batch)
+        if input_shapes:
+            raise EyesimError("input_shapes need the ONNX model (a path or a ModelProto), not a Workload")
+        return rebatched(model, batch)
+    return load_workload(model, batch=batch, input_shapes=input_shapes)
 
 
 def _pinned(mapping, workload: Workload) -> dict[str, Mapping]:
@@ -176,7 +257,9 @@ def _known_layers(names, workload: Workload, what: str) -> None:
     unknown = sorted(set(names) - layers)
     if unknown:
         shown = ", ".join(sorted(layers)[:12]) + (", ..." if len(layers) > 12 else "")
-        raise EyesimError(f"{what} names layer(s) {', '.join(unknown)} that model {workload.model!r} does not have "
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""  # a file may name thousands
+        names_text = ", ".join(name[:60] for name in unknown[:5]) + more
+        raise EyesimError(f"{what} names layer(s) {names_text} that model {workload.model!r} does not have "
                           f"(its layers: {shown})")
 
 
@@ -188,14 +271,10 @@ def weight_stats(proto: onnx.ModelProto, workload: Workload, bits: int) -> dict[
 
 
 def _with_weights(model) -> onnx.ModelProto | None:
-    """The ONNX model with its weights (None for a Workload); without external ones whose file cannot be read."""
+    """The ONNX model with its weights (None for a Workload)."""
     if isinstance(model, Workload | onnx.ModelProto):
         return model if isinstance(model, onnx.ModelProto) else None
-    path = model
-    try:
-        return onnx.load(str(path))
-    except Exception:  # noqa: BLE001 - a missing or broken external data file: use what the file itself holds
-        return onnx.load(str(path), load_external_data=False)
+    return load_model(model)  # external data checked before it is read; missing data is refused, never dense
 
 
 def _label(model) -> str:
@@ -216,7 +295,10 @@ def _sample_counts(proto: onnx.ModelProto | None, label: str, workload: Workload
     return measure(proto, workload, samples, fmap_bits, ran, label=label)
 
 
-def _weight_ratio(name: str, density: Density, weights: dict, target: Target) -> float:
-    """Stored / raw bits of the layer's weights in DRAM: run-length words counted from the values when known."""
-    measured = weights[name][1:] if name in weights and density.kinds[0] == "measured" else ()
-    return dram_ratio(target.hw.sparsity.weight_compression, density.weights, target.bits.weights, *measured)
+def _weight_ratio(layer: Layer, density: Density, weights: dict, target: Target) -> float:
+    """Stored / raw bits of the layer's weights in DRAM (one stream): counted from the values when known."""
+    scheme, bits = target.hw.sparsity.weight_compression, target.bits.weights
+    if layer.name in weights and density.kinds[0] == "measured":
+        nonzero, words, values = weights[layer.name]
+        return measured_ratio(scheme, bits, words, values, round(nonzero * values))
+    return dram_ratio(scheme, density.weights, bits, Planes(1, 1, layer.G * layer.M * layer.C * layer.R * layer.S))

@@ -10,6 +10,7 @@ import hashlib
 import os
 import resource
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,6 +79,37 @@ def run_cli(args: list[str], watch: Path | None = None, timeout: float = 60.0) -
     changed = tuple(k for k, v in _snapshot(watch).items() if before.get(k) != v)
     changed += tuple(k for k in before if not (watch / k).exists())  # type: ignore[operator]
     return Outcome(code, stderr, stdout, seconds, usage.ru_maxrss / 1024 - base, changed)
+
+
+# Forks and execs ARGV, then writes the child's exit status and peak memory (KiB) to the file PEAK. The child is
+# forked from this small launcher: a process that execs keeps the peak of the memory it had before, so a child
+# forked straight from the (large) test process would report the test process's peak.
+_LAUNCHER = """import os, sys
+peak, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+open(peak, "w").write(f"{status} {usage.ru_maxrss}")
+"""
+
+
+def run_fresh(argv: list[str], env: dict[str, str], cwd: Path, watch: Path | None = None) -> Outcome:
+    """Run ``argv`` as a new process (for what is chosen at import, e.g. the cache folder); its memory is the
+    whole process's peak, not growth over a parent."""
+    before = _snapshot(watch)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile() as peak:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-I", "-c", _LAUNCHER, peak.name, *argv], env=env, cwd=cwd, stdout=out,
+                       stderr=err, check=False)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        status, kib = (int(v) for v in Path(peak.name).read_text().split())
+    changed = tuple(k for k, v in _snapshot(watch).items() if before.get(k) != v)
+    changed += tuple(k for k in before if not (watch / k).exists())  # type: ignore[operator]
+    return Outcome(os.waitstatus_to_exitcode(status), stderr, stdout, seconds, kib / 1024, changed)
 
 
 def _child(args: list[str], out: int, err: int, timeout: float) -> None:

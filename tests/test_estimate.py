@@ -85,6 +85,11 @@ def test_csv_is_the_flattened_json(chip_batch4, tmp_path):
     total = frame[frame["name"] == "TOTAL"].iloc[0]
     assert total["energy_total"] == pytest.approx(chip_batch4.total()["energy"]["total"])
     assert total["dram_ifmap_reads"] == frame["dram_ifmap_reads"][:-1].sum()
+    for col in ("compute_cycles", "setup_cycles", "dram_cycles"):
+        assert total[col] == frame[col][:-1].sum() > 0
+    layers = frame[:-1]
+    array = layers["compute_cycles"] + layers["setup_cycles"]
+    assert (layers["cycles"] == array.where(array >= layers["dram_cycles"], layers["dram_cycles"])).all()
 
 
 def test_to_frame_matches_layers(chip_batch4):
@@ -145,7 +150,7 @@ def test_fully_connected_layer_taller_than_the_array_runs_flattened():
         eyesim.estimate(Workload("conv", 1, (conv,)), small)
 
 
-def test_weights_in_a_missing_external_file_count_as_unknown(tmp_path):
+def test_weights_in_a_missing_external_file_are_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -158,6 +163,6 @@ def test_weights_in_a_missing_external_file_count_as_unknown(tmp_path):
               save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin", size_threshold=0)
     (layer,) = eyesim.estimate(path, CHIP).layers
     assert layer.density.weights == 0.0 and "weights: onnx" in layer.density.source  # all-zero weights, read
-    (tmp_path / "w.bin").unlink()
-    (layer,) = eyesim.estimate(path, CHIP).layers
-    assert layer.density.weights == 1.0 and "weights: dense" in layer.density.source
+    (tmp_path / "w.bin").unlink()  # never silently dense: the values are missing, and said so
+    with pytest.raises(EyesimError, match="external data file 'w.bin' does not exist"):
+        eyesim.estimate(path, CHIP)

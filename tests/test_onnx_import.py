@@ -1,4 +1,4 @@
-"""eyesim.workload.onnx: ONNX graphs -> Workload (DESIGN.md §2 shapes).
+"""eyesim.workload.onnx: ONNX graphs -> Workload (DESIGN.md, "Layers" and "Notation").
 
 Zoo models (the onnx wheel's light model set) are checked against MAC counts taken straight from
 the graph after ONNX shape inference; small hand-built graphs are checked field by field.

@@ -9,21 +9,38 @@ import onnx
 from onnx import numpy_helper
 
 from eyesim.cost.values import ValueCounts, merge_counts, value_counts
-from eyesim.errors import EyesimError
+from eyesim.errors import EyesimError, first_line
 from eyesim.workload.layer import Workload
+from eyesim.workload.onnx.external import external_tensors
 from eyesim.workload.onnx.run import Samples, check_samples, data_input, load_model, load_samples
 
 CHUNK = 16  # sample images per onnxruntime run
 
 
 def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Constant tensors of the graph: initializers (those whose data the file holds) and Constant node values."""
-    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer
-               if init.data_location != onnx.TensorProto.EXTERNAL}
+    """Constant tensors of the graph: initializers and Constant node values.
+
+    External data must have been read (``eyesim.workload.onnx.run.load_model`` does, bounded): weights whose
+    values are missing are refused, never taken as dense.
+    """
+    unread = external_tensors(model)
+    if unread:
+        raise EyesimError(f"the values of tensor {unread[0].name!r} are in external data that was not read; pass "
+                          "the model's path (eyesim reads its external data) instead of a model without them")
+    weights = {init.name: _values(init) for init in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            weights[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            weights[node.output[0]] = _values(node.attribute[0].t)
     return weights
+
+
+def _values(tensor: onnx.TensorProto) -> np.ndarray:
+    """A tensor's values; one-line EyesimError when its data does not fill its dims."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, IndexError) as err:
+        raise EyesimError(f"tensor {tensor.name!r}: its data does not match its dims {list(tensor.dims)} "
+                          f"({first_line(err)})") from err
 
 
 def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np.ndarray | str | Path,

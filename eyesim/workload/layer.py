@@ -92,6 +92,8 @@ class LayerIO:
     weights_in_out: bool = False  # weights stored (in, out) (Gemm transB=0, MatMul) rather than (out, in, ...)
     pad_top: int = 0  # leading zero padding of the ifmap (conv pads plus a folded Pad)
     pad_left: int = 0
+    pad_bottom: int = 0  # trailing zero padding (the stored ifmap is the padded one: DESIGN.md, "Zeros and bit widths")
+    pad_right: int = 0
     network_input: bool = False  # the ifmap is the network's input image (never compressed in DRAM)
     # Densities belong to tensors (onnx/links.py): the names of the fmaps, and the layers sharing them.
     ifmap_tensors: tuple[str, ...] = ()  # the ifmap's names, through value-preserving ops upstream

@@ -1,6 +1,6 @@
 """ONNX import: the layers with MACs of a CNN graph (opset 7+) in DESIGN.md notation.
 
-Public API: ``load_workload(model, batch=1) -> Workload``. Rules:
+Public API: ``load_workload(model, batch=1, input_shapes=None) -> Workload``. Rules:
 
 - Layers: Conv (2-D; 1-D as H = 1; 3-D refused), Gemm with a constant B, MatMul with one constant 2-D
   operand. Shapes come from ONNX shape inference after the batch is set.
@@ -17,7 +17,8 @@ Public API: ``load_workload(model, batch=1) -> Workload``. Rules:
   when it is no graph output and each of its uses is a parameter position (``PARAM_INPUTS``: Conv and Gemm
   inputs 1-2, BatchNormalization 1-4, MatMul 1 if 2-D, Reshape's shape, Pad's pads, ...) or feeds a no-MAC
   op (not Shape) whose outputs are used only that way (a weight that is transposed first). All other inputs
-  are data; their dim 0 is set to ``batch``.
+  are data. ``batch`` sets only their batch dims and ``input_shapes`` whole shapes (the rule: ``batch``'s
+  docstring); sizes are bounded (``eyesim.workload.limits``) and external data is checked (``external``).
 - If the data inputs have a fixed batch b0 != ``batch``: a constant Reshape shape starting with b0 whose
   input has the batch in dim 0 (probed with a symbolic batch) gets the batch instead; a hard-coded batch in
   other ops (Expand, Tile...) is not rewritten. Computed shape inputs of no-MAC ops whose output ONNX cannot

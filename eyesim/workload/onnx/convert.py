@@ -47,20 +47,23 @@ def _layer_io(graph: Graph, index: int, pad_fold: tuple | None, batchnorm: int |
     use = graph.sole_consumer(ofmap)
     if use is not None and graph.nodes[use[0]].op_type in ACTIVATIONS:
         ofmap = graph.nodes[use[0]].output[0]  # written to DRAM after the activation, as on the chip
-    begins = [0, 0]
+    begins, ends = [0, 0], [0, 0]
     if node.op_type == "Conv":
         dims = graph.shape(index, 1)
         spatial = [d + p for d, p in zip(graph.shape(index, 0, ifmap)[2:], pad_fold[2] if pad_fold else [0, 0],
                                          strict=False)]
         nd = len(spatial)
-        _, conv_begins = conv_pads(attrs, spatial, dims[2:], list(attrs.get("strides", [1] * nd)),
-                                    list(attrs.get("dilations", [1] * nd)))
+        totals, conv_begins = conv_pads(attrs, spatial, dims[2:], list(attrs.get("strides", [1] * nd)),
+                                        list(attrs.get("dilations", [1] * nd)))
         lead = pad_fold[3] if pad_fold else [0] * nd
         begins = [b + extra for b, extra in zip(conv_begins, lead, strict=True)]
-        begins = [0, *begins] if nd == 1 else begins
+        fold = pad_fold[2] if pad_fold else [0] * nd
+        ends = [t - b + f - extra for t, b, f, extra in zip(totals, conv_begins, fold, lead, strict=True)]
+        begins, ends = ([0, *begins], [0, *ends]) if nd == 1 else (begins, ends)
     in_out = node.op_type == "MatMul" or (node.op_type == "Gemm" and not attrs.get("transB", 0))
     return LayerIO(ifmap=ifmap, weights=node.input[w_pos], ofmap=ofmap, weights_in_out=in_out,
-                   pad_top=begins[0], pad_left=begins[1], network_input=ifmap in graph.image)
+                   pad_top=begins[0], pad_left=begins[1], pad_bottom=ends[0], pad_right=ends[1],
+                   network_input=ifmap in graph.image)
 
 
 def _conv_layer(graph: Graph, index: int, pad_fold: tuple[int, str, list[int], list[int]] | None) -> Layer:

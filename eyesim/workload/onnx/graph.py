@@ -51,9 +51,19 @@ class Graph:
         if dims is None or any(not isinstance(d, int) or d < 1 for d in dims):
             raise EyesimError(
                 f"cannot infer the shape of tensor {tensor!r} (input {pos} of {node.op_type} node "
-                f"{self.names[index]!r}); inferred {dims}"
+                f"{self.names[index]!r}); inferred {dims}{self._free_inputs()}"
             )
         return list(dims)
+
+    def _free_inputs(self) -> str:
+        """Which data inputs have dims that are not fixed, and how to fix them."""
+        free = {name: dims for name in sorted(self.inputs) if (dims := self.dims.get(name)) is None
+                or not all(isinstance(d, int) for d in dims)}
+        if not free:
+            return ""
+        shown = "; ".join(f"input {name!r} is {'unshaped' if dims is None else dims}" for name, dims in free.items())
+        name = next(iter(free))
+        return f"; {shown}: give its shape with --input-shape {name}=d0,d1,..."
 
     def known_dims(self, tensor: str) -> list[int] | None:
         dims = self.dims.get(tensor)

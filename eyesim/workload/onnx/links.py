@@ -1,7 +1,7 @@
 """Which layers share an fmap tensor: a density belongs to a tensor, not to one side of a layer.
 
 The ofmap a layer writes is the ifmap the next layer reads when only value-preserving ops lie between
-(DESIGN.md, "Densities belong to tensors"); across ops that change values the nearest downstream
+(DESIGN.md, "Zeros and bit widths"); across ops that change values the nearest downstream
 ifmap is only an estimate of it.
 """
 

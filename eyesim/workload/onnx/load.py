@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import onnx
 
 from eyesim.errors import EyesimError, first_line
 from eyesim.workload.layer import Workload
-from eyesim.workload.onnx.batch import find_data_inputs, set_batch, tensor_ranks
+from eyesim.workload.limits import TooLarge, batch_refusal, check_workload
+from eyesim.workload.onnx.batch import find_data_inputs, set_shapes, tensor_ranks
+from eyesim.workload.onnx.checks import check_inferred, check_wiring
 from eyesim.workload.onnx.convert import convert_layers
+from eyesim.workload.onnx.external import check_external
 from eyesim.workload.onnx.graph import Graph
 from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
@@ -22,19 +27,49 @@ MIN_OPSET = 7
 _WEIGHT_SIZE = 1024  # initializers with more elements are weights: only their dims are used
 
 
-def load_workload(model: str | os.PathLike | onnx.ModelProto, batch: int = 1) -> Workload:
+def load_workload(model: str | os.PathLike | onnx.ModelProto, batch: int = 1,
+                  input_shapes: Mapping[str, Sequence[int]] | None = None) -> Workload:
     """Read an ONNX model (a path or a ModelProto) and return its layers at ``batch``.
 
-    Raises EyesimError, on one line naming the file, for anything wrong with the model or ``batch``.
+    ``input_shapes`` (``{input name: dims}``) fixes whole input shapes; ``batch`` sets only the inputs'
+    batch dims (the rule: eyesim.workload.onnx.batch). Raises EyesimError, on one line naming the file,
+    for anything wrong with the model, ``batch`` or ``input_shapes``.
     """
     label = _label(model)
     try:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise EyesimError(f"batch must be a positive integer, got {batch!r}")
-        proto = copy.deepcopy(model) if isinstance(model, onnx.ModelProto) else _read(Path(model))
-        return _import(proto, _model_name(model, proto), batch)
+        shapes = _input_shapes(input_shapes)
+        try:
+            return _load(model, batch, shapes)
+        except TooLarge as err:
+            if batch == 1:
+                raise
+            raise batch_refusal(batch, str(err), _load(model, 1, shapes)) from err
     except EyesimError as err:
         raise EyesimError(f"{label}: {err}".replace("\n", " ")) from err
+
+
+def _load(model: str | os.PathLike | onnx.ModelProto, batch: int, shapes: dict[str, tuple[int, ...]]) -> Workload:
+    proto = copy.deepcopy(model) if isinstance(model, onnx.ModelProto) else _read(Path(model))
+    return _import(proto, _model_name(model, proto), batch, shapes)
+
+
+def _input_shapes(given: Mapping[str, Sequence[int]] | None) -> dict[str, tuple[int, ...]]:
+    """``input_shapes`` as ``{name: dims}`` of whole numbers >= 1."""
+    if given is not None and not isinstance(given, Mapping):
+        raise EyesimError(f"input_shapes must map input names to dims, got {type(given).__name__}")
+    shapes = {}
+    for name, dims in (given or {}).items():
+        try:
+            items = [] if isinstance(dims, str) else list(dims)
+            values = tuple(operator.index(d) for d in items if not isinstance(d, bool))
+        except TypeError:
+            items, values = [], ()
+        if not values or len(values) != len(items) or any(d < 1 for d in values):
+            raise EyesimError(f"input shape {name}={dims!r}: the dims must be whole numbers >= 1")
+        shapes[str(name)] = values
+    return shapes
 
 
 def _label(model: object) -> str:
@@ -53,27 +88,33 @@ def _read(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise EyesimError("no such file" if not path.exists() else "not a file")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        proto = onnx.load(str(path), load_external_data=False)  # shape-only: values are read when used
     except Exception as err:  # protobuf DecodeError and friends
         raise EyesimError(f"not an ONNX file, or truncated (protobuf parse error: {first_line(err)})") from err
+    check_external(proto, path.parent, need_files=False)  # the files are needed when values are read
+    return proto
 
 
-def _import(work: onnx.ModelProto, name: str, batch: int) -> Workload:
+def _import(work: onnx.ModelProto, name: str, batch: int, shapes: dict[str, tuple[int, ...]]) -> Workload:
     """The workload of ``work`` (a private copy, changed in place)."""
     params = _weights_as_inputs(work)
     names = _validate(work)
     data_inputs = find_data_inputs(work.graph, params, tensor_ranks(work))
     if not data_inputs:
         raise EyesimError("no data input: every graph input is a parameter (or unused)")
-    set_batch(work, data_inputs, batch)
-    graph = Graph(infer_folding_shapes(work).graph, names, data_inputs)
+    batch = set_shapes(work, data_inputs, batch, shapes)
+    inferred = infer_folding_shapes(work).graph
+    check_inferred(inferred, names)
+    graph = Graph(inferred, names, data_inputs)
     layers, not_modelled, io = convert_layers(graph)
     io = with_links(graph, io)
     if not layers:
         raise EyesimError("no layer with MACs (Conv, Gemm or MatMul with a constant operand)")
     inputs = {vi.name: tuple(graph.known_dims(vi.name) or ()) for vi in data_inputs}
-    return Workload(model=name, batch=batch, layers=tuple(layers), not_modelled=tuple(not_modelled), io=io,
-                    inputs=inputs)
+    workload = Workload(model=name, batch=batch, layers=tuple(layers), not_modelled=tuple(not_modelled), io=io,
+                        inputs=inputs)
+    check_workload(workload)
+    return workload
 
 
 def _validate(proto: onnx.ModelProto) -> list[str]:
@@ -90,6 +131,7 @@ def _validate(proto: onnx.ModelProto) -> list[str]:
     names = node_names(proto.graph.node)
     for node, node_name in zip(proto.graph.node, names, strict=True):
         _check_known(node, node_name)
+    check_wiring(proto.graph, names)
     _check(proto)
     return names
 

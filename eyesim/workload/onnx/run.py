@@ -23,6 +23,8 @@ import onnx
 from onnx import helper
 
 from eyesim.errors import EyesimError, first_line
+from eyesim.workload.onnx.arrays import read_arrays
+from eyesim.workload.onnx.external import load_external
 
 CHUNK = 256  # samples per onnxruntime call when the batch dimension is free
 
@@ -44,16 +46,21 @@ class Samples:
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
-    """Read an ONNX file with its weights; one-line EyesimError if it is missing or not ONNX."""
+    """Read an ONNX file with its weights; one-line EyesimError if it is missing or not ONNX, or if its
+    external data is missing, outside its folder or larger than its tensors (checked before reading)."""
     path = Path(path)
     if not path.is_file():
         raise EyesimError(f"{path}: {'no such file' if not path.exists() else 'not a file'}")
     try:
-        model = onnx.load(str(path))
-    except Exception as err:  # protobuf DecodeError, missing external data
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf DecodeError
         raise EyesimError(f"{path}: not an ONNX file, or truncated ({first_line(err)})") from err
     if not model.HasField("graph") or not model.graph.node:
         raise EyesimError(f"{path}: not an ONNX model (no graph nodes)")
+    try:
+        load_external(model, path.parent)
+    except EyesimError as err:
+        raise EyesimError(f"{path}: {err}") from err
     return model
 
 
@@ -62,18 +69,8 @@ def load_samples(path: str | os.PathLike, need_labels: bool = True) -> Samples:
     path = Path(path)
     if not path.is_file():
         raise EyesimError(f"{path}: no such file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise EyesimError(f"{path}: not a NumPy .npy/.npz file ({first_line(err)})") from err
-    if isinstance(loaded, np.ndarray):
-        x, y = loaded, None
-    else:
-        with loaded:
-            if "x" not in loaded.files:
-                has = ", ".join(loaded.files) or "none"
-                raise EyesimError(f"{path}: no array 'x' (the model inputs); it has {has}")
-            x, y = loaded["x"], loaded["y"] if "y" in loaded.files else None
+    arrays = read_arrays(path, ("x", "y"))  # headers checked before any data is read
+    x, y = arrays["x"], arrays.get("y")
     if need_labels and y is None:
         raise EyesimError(f"{path}: no labels: pruning needs an .npz file with the inputs 'x' and the labels 'y'")
     return Samples(x, _labels(y, x, path) if y is not None else None, str(path))
@@ -102,7 +99,9 @@ def check_samples(model: onnx.ModelProto, samples: Samples) -> np.ndarray:
     dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
     x = samples.x
     fits = x.ndim == len(dims) and all(d is None or d == s for d, s in zip(dims[1:], x.shape[1:], strict=True))
-    if not fits or len(samples) == 0:
+    if fits and len(samples) == 0:
+        raise EyesimError(f"{samples.source}: holds no samples (shape {list(x.shape)})")
+    if not fits:
         shown = "x".join("?" if d is None else str(d) for d in dims[1:])
         raise EyesimError(f"{samples.source}: samples of shape {list(x.shape)} do not fit the model input "
                           f"{vi.name!r} (N x {shown})")

@@ -25,7 +25,8 @@ def infer(model: onnx.ModelProto) -> onnx.ModelProto:
     error: Exception | None = None
     for data_prop in (True, False):
         try:
-            return onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=data_prop)
+            # strict: an op whose inference fails (negative pads, int64 Conv inputs...) is refused, as onnxruntime does
+            return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=data_prop)
         except _INFER_ERRORS as err:
             error = error or err
     raise EyesimError(f"ONNX shape inference failed: {first_line(error)}")
