@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from eyesim import dataflow as df
-from eyesim.errors import EyesimError
+from eyesim.errors import EyesimError, located
 from eyesim.yamlio import read_yaml
 
-MAX_PARAM = 2**31 - 1  # the kernels count in int64; no layer dimension comes near this
+MAX_PARAM = 2**31 - 1  # the kernels count in int64 (p*t, q*r stay below 2**62); no layer dimension comes near
+_REPR = reprlib.Repr()  # a value in a message, bounded whatever the file holds
+_REPR.maxstring = _REPR.maxother = 60
 
 CONSTRAINTS = {
     df.BAD_N: "n <= N (batch items per pass)",
@@ -44,7 +47,8 @@ class Mapping:
         for key in df.MAPPING_KEYS:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PARAM:
-                raise EyesimError(f"mapping {key} must be a whole number from 1 to {MAX_PARAM}, got {value!r}")
+                shown = _REPR.repr(value)
+                raise EyesimError(f"mapping {key} must be a whole number from 1 to {MAX_PARAM}, got {shown}")
 
     def vector(self) -> np.ndarray:
         return np.array([self.m, self.n, self.e, self.p, self.q, self.r, self.t], dtype=np.int64)
@@ -66,20 +70,34 @@ def load_mapping_file(path: str | Path) -> dict[str, Mapping]:
     path = Path(path)
     data = read_yaml(path, "mapping file")
     if not isinstance(data, dict) or not data:
-        raise EyesimError(f"{path}: expected a mapping of layer names to {{m, n, e, p, q, r, t}}")
-    return {str(name): _parse_entry(path, str(name), entry) for name, entry in data.items()}
+        raise located(str(path), f"expected a mapping of layer names to {{m, n, e, p, q, r, t}}, got {_show(data)}")
+    return {_layer_name(path, name): _parse_entry(path, _show(name), entry) for name, entry in data.items()}
+
+
+def _layer_name(path: Path, name: object) -> str:
+    """A layer name: printable text or a number as YAML gives it (a list, a mapping or a line break is no name)."""
+    if isinstance(name, str | int | float) and not isinstance(name, bool) and str(name).strip() and (
+            str(name).isprintable()):
+        return str(name)
+    raise located(str(path), f"{_REPR.repr(name)} is not a layer name (write the ONNX node's name as the key)")
 
 
 def _parse_entry(path: Path, name: str, entry: object) -> Mapping:
     if not isinstance(entry, dict):
-        raise EyesimError(f"{path}: {name}: expected {{m, n, e, p, q, r, t}}, got {entry!r}")
-    keys = set(map(str, entry))
+        raise located(str(path), f"{name}: expected {{m, n, e, p, q, r, t}}, got {_show(entry)}")
+    keys = {str(key): value for key, value in entry.items()}
     missing = [k for k in df.MAPPING_KEYS if k not in keys]
-    unknown = sorted(keys - set(df.MAPPING_KEYS))
+    unknown = sorted(set(keys) - set(df.MAPPING_KEYS))
     if missing or unknown:
-        what = f"missing {', '.join(missing)}" if missing else f"unknown key {', '.join(unknown)}"
-        raise EyesimError(f"{path}: {name}: {what} (a mapping needs exactly m, n, e, p, q, r, t)")
+        what = f"missing {', '.join(missing)}" if missing else f"unknown key {_show(unknown[0])}"
+        raise located(str(path), f"{name}: {what} (a mapping needs exactly m, n, e, p, q, r, t)")
     try:
-        return Mapping(**{k: entry[k] for k in df.MAPPING_KEYS})
+        return Mapping(**{k: keys[k] for k in df.MAPPING_KEYS})
     except EyesimError as err:
-        raise EyesimError(f"{path}: {name}: {err}") from None
+        raise located(str(path), f"{name}: {err}") from None
+
+
+def _show(value: object) -> str:
+    """A value for a message: its bounded repr, a name as it is (at most 60 characters)."""
+    text = value if isinstance(value, str) else _REPR.repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."

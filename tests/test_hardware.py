@@ -208,7 +208,7 @@ def test_override_unknown_path(overrides: dict[str, object], needle: str) -> Non
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        ({"glb.size_kb": -4}, "glb.size_kb must be > 0, got -4"),
+        ({"glb.size_kb": -4}, "glb.size_kb must be at least 0.001 and at most 1e+09, got -4"),
         ({"glb.size_kb": 8}, "glb.filter_kb must be < glb.size_kb (8), got 8"),
         ({"array.rows": 12.5}, "array.rows must be an integer, got 12.5"),
         ({"energy.dram": "150"}, "energy.dram must be a number, got '150'"),
@@ -227,41 +227,41 @@ def test_override_invalid_value(overrides: dict[str, object], needle: str) -> No
 # --- bad files: each is one EyesimError line naming the file and the field ----------------------
 
 BAD_VALUES: list[tuple[dict[str, object], str]] = [
-    ({"glb.size_kb": -4}, "glb.size_kb must be > 0, got -4"),
-    ({"glb.size_kb": 0}, "glb.size_kb must be > 0, got 0"),
-    ({"clock_mhz": 0}, "clock_mhz must be > 0"),
-    ({"clock_mhz": -200}, "clock_mhz must be > 0"),
+    ({"glb.size_kb": -4}, "glb.size_kb must be at least 0.001 and at most 1e+09, got -4"),
+    ({"glb.size_kb": 0}, "glb.size_kb must be at least 0.001 and at most 1e+09, got 0"),
+    ({"clock_mhz": 0}, "clock_mhz must be at least 0.001 and at most 1e+06"),
+    ({"clock_mhz": -200}, "clock_mhz must be at least 0.001 and at most 1e+06"),
     ({"clock_mhz": True}, "clock_mhz must be a number, got True"),
-    ({"array.rows": 0}, "array.rows must be > 0"),
+    ({"array.rows": 0}, "array.rows must be at least 1 and at most 65536"),
     ({"array.rows": 12.5}, "array.rows must be an integer"),
     ({"array.rows": 12.0}, "array.rows must be an integer"),
     ({"array.cols": True}, "array.cols must be an integer, got True"),
     ({"array.cols": "14"}, "array.cols must be an integer, got '14'"),
     ({"array.cols": None}, "array.cols must be an integer, got nothing"),
     ({"array.cols": [14]}, "array.cols must be an integer"),
-    ({"rf.filter_words": 0}, "rf.filter_words must be > 0"),
+    ({"rf.filter_words": 0}, "rf.filter_words must be at least 1"),
     ({"rf.psum_words": 2.5}, "rf.psum_words must be an integer"),
-    ({"rf": {"words": -1}}, "rf.words must be > 0"),
-    ({"word_bits": 0}, "word_bits must be between 1 and 32, got 0"),
-    ({"word_bits": 33}, "word_bits must be between 1 and 32, got 33"),
+    ({"rf": {"words": -1}}, "rf.words must be at least 1 and at most 16777216"),
+    ({"word_bits": 0}, "word_bits must be at least 1 and at most 32, got 0"),
+    ({"word_bits": 33}, "word_bits must be at least 1 and at most 32, got 33"),
     ({"word_bits": 16.0}, "word_bits must be an integer"),
     ({"word_bits": False}, "word_bits must be an integer, got False"),
-    ({"dram.link_bits": 0}, "dram.link_bits must be > 0"),
+    ({"dram.link_bits": 0}, "dram.link_bits must be at least 1 and at most 65536"),
     ({"dram.link_bits": 64.5}, "dram.link_bits must be an integer"),
-    ({"dram.link_mhz": -60}, "dram.link_mhz must be > 0"),
-    ({"energy.dram": 0}, "energy.dram must be > 0, got 0"),
-    ({"energy.glb": -6}, "energy.glb must be > 0"),
+    ({"dram.link_mhz": -60}, "dram.link_mhz must be at least 0.001"),
+    ({"energy.dram": 0}, "energy.dram must be at least 1e-06 and at most 1e+09, got 0"),
+    ({"energy.glb": -6}, "energy.glb must be at least 1e-06"),
     ({"energy.array": "2"}, "energy.array must be a number, got '2' (given as text"),
     ({"energy.array": "two"}, "energy.array must be a number, got 'two'"),
     ({"energy.rf": True}, "energy.rf must be a number, got True"),
-    ({"energy.mac": 0}, "energy.mac must be > 0"),
+    ({"energy.mac": 0}, "energy.mac must be at least 1e-06"),
     ({"energy.dram": float("inf")}, "energy.dram must be a finite number"),
     ({"energy.dram": float("nan")}, "energy.dram must be a finite number"),
-    ({"glb.size_kb": 10**400}, "glb.size_kb must be a finite number"),
+    ({"glb.size_kb": 10**400}, "glb.size_kb must be at least 0.001 and at most 1e+09, got an integer of 333 hex"),
     ({"energy.provenance.dram": 5}, "energy.provenance.dram must be a non-empty string"),
     ({"name": ""}, "name must be a non-empty string"),
     ({"name": 7}, "name must be a non-empty string, got 7"),
-    ({"glb.filter_kb": -1}, "glb.filter_kb must be >= 0, got -1"),
+    ({"glb.filter_kb": -1}, "glb.filter_kb must be at least 0 and at most 1e+09, got -1"),
     ({"glb.filter_kb": 108}, "glb.filter_kb must be < glb.size_kb (108), got 108"),
     ({"glb.filter_kb": 200}, "glb.filter_kb must be < glb.size_kb (108), got 200"),
     # missing required fields
@@ -356,5 +356,5 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
 
 def test_direct_construction_is_validated() -> None:
     hw = load_hardware(CHIP)
-    with pytest.raises(EyesimError, match=r"^hardware: array.rows must be > 0, got 0$"):
+    with pytest.raises(EyesimError, match=r"^hardware: array.rows must be at least 1 and at most 65536, got 0$"):
         replace(hw, source="", array=replace(hw.array, rows=0))

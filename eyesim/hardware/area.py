@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -20,7 +21,10 @@ KB = 1024  # bytes
 REFERENCE_BITS = 16  # the compute area is given for a 16-bit x 16-bit MAC
 AREA_COLUMNS = ("area_mm2", "area_compute_mm2", "area_rf_mm2", "area_glb_mm2")
 UM2_PER_MM2 = 1e6
-_POSITIVE = ("um2_per_byte_at_ref", "ref_bytes")
+# The allowed range of each constant: wide, but every area computed from it stays a finite float
+# (a slope above 1 would make a larger store smaller, and (ref/size)**slope overflow).
+_RANGES = {"compute_um2_per_pe": (0.0, 1e9), "um2_per_byte_at_ref": (1e-6, 1e9), "ref_bytes": (1e-3, 1e12),
+           "slope": (0.0, 1.0), "floor_um2_per_byte": (0.0, 1e9)}
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,11 @@ class AreaModel:
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise EyesimError(f"area.{item.name} must be a finite number, got {value!r}")
-            positive = item.name in _POSITIVE
-            if value < 0 or (positive and value == 0):
-                raise EyesimError(f"area.{item.name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+                raise EyesimError(f"area.{item.name} must be a finite number, got {reprlib.repr(value)}")
+            low, high = _RANGES[item.name]
+            if not low <= value <= high:
+                raise EyesimError(f"area.{item.name} must be at least {low:g} and at most {high:g}, "
+                                  f"got {reprlib.repr(value)}")
 
     @classmethod
     def from_dict(cls, data: Any, label: str) -> AreaModel:
@@ -48,11 +53,12 @@ class AreaModel:
         if data is None:
             return cls()
         if not isinstance(data, dict):
-            raise EyesimError(f"{label}: area must be a mapping of constants, got {data!r}")
+            raise EyesimError(f"{label}: area must be a mapping of constants, got {reprlib.repr(data)}")
         known = {item.name for item in fields(cls)}
         unknown = sorted(set(map(str, data)) - known)
         if unknown:
-            raise EyesimError(f"{label}: unknown area constant {unknown[0]} (known: {', '.join(sorted(known))})")
+            raise EyesimError(f"{label}: unknown area constant {reprlib.repr(unknown[0])} "
+                              f"(known: {', '.join(sorted(known))})")
         try:
             return cls(**{str(k): v for k, v in data.items()})
         except EyesimError as err:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from eyesim.errors import located
-from eyesim.hardware.schema import COSTS, FIELDS, NOT_GIVEN, RF_SPLIT, set_path, suggest, validate
+from eyesim.hardware.schema import COSTS, FIELDS, NOT_GIVEN, RF_SPLIT, cut, set_path, suggest, validate
 from eyesim.hardware.spec import (
     ArraySpec,
     Bits,
@@ -15,6 +15,8 @@ from eyesim.hardware.spec import (
     EnergySpec,
     GLBSpec,
     Hardware,
+    NativeSpec,
+    NocSpec,
     RFSpec,
     SparsitySpec,
     hardware_to_dict,
@@ -42,7 +44,7 @@ def with_overrides(hw: Hardware, overrides: Mapping[str, object]) -> Hardware:
     data = hardware_to_dict(hw)
     for path, value in overrides.items():
         if path not in FIELDS:
-            raise located(label, f"unknown field {path}{suggest(str(path))}")
+            raise located(label, f"unknown field {cut(str(path))}{suggest(str(path)[:200])}")
         _drop_other_rf_layout(data, path)
         set_path(data, path, value)
     return _build(validate(data, label), hw.source)
@@ -61,6 +63,8 @@ def _build(flat: dict[str, Any], source: str) -> Hardware:
         energy=EnergySpec(**_section(flat, "energy"), provenance=provenance),
         bits=_bits(flat),
         sparsity=SparsitySpec(**_section(flat, "sparsity")),
+        noc=NocSpec(**_section(flat, "noc")),
+        native=NativeSpec(**_section(flat, "native")),
         source=source,
     )
 

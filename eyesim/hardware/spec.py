@@ -72,12 +72,61 @@ class EnergySpec:
 
 
 @dataclass(frozen=True)
+class NocSpec:
+    """The networks that feed the PE array and drain it, and the PE pipeline (DESIGN.md, "Time").
+
+    Defaults are the Eyeriss chip's (JSSC 2017): 64-bit filter and psum input buses, a 16-bit ifmap
+    bus, a 64-bit global output network, 64-bit links between neighbouring PEs, 3 pipeline stages.
+    """
+
+    filter_bits: int = 64  # filter input bus, GLB -> PEs
+    ifmap_bits: int = 16  # ifmap input bus
+    psum_in_bits: int = 64  # psum input bus (earlier channels' psums back into the array)
+    psum_out_bits: int = 64  # global output network, PEs -> GLB
+    local_bits: int = 64  # psum link between neighbouring PEs
+    pipeline_stages: int = 3  # PE pipeline depth
+
+
+@dataclass(frozen=True)
 class SparsitySpec:
     """What the hardware does with zeros (DESIGN.md, "Zeros and bit widths")."""
 
     zero_gating: bool = False  # a zero ifmap skips the MAC and the filter RF read (energy, not time)
+    gate_psums: bool = False  # with zero_gating, it also skips the psum RF read and write (the chip does not)
     dram_compression: str = "none"  # fmaps in DRAM: none, rlc (the chip's run-length code) or sigmap
     weight_compression: str = "none"  # weights in DRAM, likewise (the chip stores them uncompressed)
+
+
+@dataclass(frozen=True)
+class NativeSpec:
+    """The layer shapes the chip runs natively (``native`` section; None: no limit given).
+
+    Reported for each layer outside them, never enforced: eyesim runs such a layer as the model
+    allows (a filter wider than the scratchpads as slices). C and M are per group.
+    """
+
+    max_filter_height: int | None = None  # R
+    max_filter_width: int | None = None  # S
+    max_filters: int | None = None  # M
+    max_channels: int | None = None  # C
+    vertical_strides: tuple[int, ...] | None = None  # the strides U allowed
+    max_horizontal_stride: int | None = None  # Uw
+
+    @property
+    def declared(self) -> bool:
+        return any(value is not None for value in self.__dict__.values())
+
+    def outside(self, shape: dict[str, int]) -> tuple[str, ...]:
+        """How a layer of ``shape`` (Layer.shape) falls outside the native shapes, one text per limit broken."""
+        found = [f"{what} {shape[key]} > {limit}" for what, key, limit in (
+            ("filter height", "R", self.max_filter_height), ("filter width", "S", self.max_filter_width),
+            ("filters M", "M", self.max_filters), ("channels C", "C", self.max_channels))
+            if limit is not None and shape[key] > limit]
+        if self.vertical_strides is not None and shape["U"] not in self.vertical_strides:
+            found.append(f"vertical stride {shape['U']} not in {', '.join(map(str, self.vertical_strides))}")
+        if self.max_horizontal_stride is not None and shape["Uw"] > self.max_horizontal_stride:
+            found.append(f"horizontal stride {shape['Uw']} > {self.max_horizontal_stride}")
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -102,6 +151,8 @@ class Hardware:
     bits: Bits | None = None  # None: every data type is word_bits wide
     sparsity: SparsitySpec = field(default_factory=SparsitySpec)
     source: str = ""  # file it was loaded from
+    noc: NocSpec = field(default_factory=NocSpec)
+    native: NativeSpec = field(default_factory=NativeSpec)  # the natively supported layer shapes, if declared
 
     @property
     def widths(self) -> Bits:
@@ -131,6 +182,8 @@ def _lookup(hw: Hardware, path: str) -> Any:
 
 def _plain(value: object) -> object:
     """Numbers as plain int/float (e.g. numpy scalars), so the mapping dumps to YAML or JSON."""
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return value
     return int(value) if isinstance(value, numbers.Integral) else float(value)
