@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import numbers
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from eyesim.hardware.schema import COSTS, LEVELS
 from eyesim.hardware.spec import Bits, Hardware, hardware_to_dict
 from eyesim.mapping import Mapping
 from eyesim.workload.layer import Layer, NotModelled
+from eyesim.workload.slices import Slices
 
 UNITS = {
     "energy": "normalized: one 16-bit MAC = 1 (costs per 16-bit access from the hardware file)",
@@ -24,7 +29,8 @@ UNITS = {
     "active_pes": "PEs",
     "energy_j": "joules (normalized energy x energy.pj_per_unit of the hardware file)",
     "power_w": "watts (energy_j / latency_s)",
-    "time": "cycles of the core clock; latency in seconds",
+    "time": "cycles of the core clock (compute: the busiest PEs' MACs; setup: the rest of every pass; dram: the "
+            "link's transfer time); latency in seconds",
 }
 RW = ("reads", "writes")
 
@@ -40,6 +46,8 @@ class LayerResult:
     density: Density
     effects: ZeroEffects
     timing: Timing
+    slices: Slices | None = None  # the layer ran as slices (``layer`` is then the sliced form)
+    outside_native: tuple[str, ...] = ()  # how the layer as given falls outside the hardware's native shapes
 
     def joules(self, hw: Hardware) -> float | None:
         return None if hw.energy.pj_per_unit is None else self.energy.total * hw.energy.pj_per_unit * 1e-12
@@ -66,10 +74,13 @@ class LayerResult:
             "compression": {"ifmap": self.effects.ifmap_dram, "ofmap": self.effects.ofmap_dram,
                             "scheme": hw.sparsity.dram_compression, "weights": self.effects.weights_dram,
                             "weight_scheme": hw.sparsity.weight_compression},
-            "time": {"compute_cycles": self.timing.compute_cycles, "dram_cycles": self.timing.dram_cycles,
+            "time": {"compute_cycles": self.timing.compute_cycles, "setup_cycles": self.timing.setup_cycles,
+                     "dram_cycles": self.timing.dram_cycles,
                      "cycles": self.timing.cycles, "latency_s": self.timing.latency_s, "bound": self.timing.bound},
             "energy_j": (joules := self.joules(hw)),
             "power_w": None if joules is None else joules / self.timing.latency_s,
+            **({"slices": self.slices.as_dict()} if self.slices else {}),  # only where there is something to say
+            **({"outside_native": list(self.outside_native)} if self.outside_native else {}),
         }
 
 
@@ -111,7 +122,7 @@ class Result:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer plus a ``TOTAL`` row; the CSV form of the result."""
-        return pd.DataFrame(self.rows())
+        return frame_of_rows(self.rows())
 
     def rows(self) -> list[dict]:
         """The rows of ``to_frame`` as plain dicts (cheaper when many results are put in one table)."""
@@ -122,7 +133,7 @@ class Result:
                  "macs_executed": tot["macs_executed"], "latency_s": tot["latency_s"], "fps": tot["fps"],
                  "energy_j": tot["energy_j"], "power_w": tot["power_w"]}
         for key in rows[0] if rows else ():
-            if key.startswith(LEVELS) or key in ("compute_cycles", "dram_cycles", "cycles"):
+            if key.startswith(LEVELS) or key in ("compute_cycles", "setup_cycles", "dram_cycles", "cycles"):
                 total[key] = sum(row[key] for row in rows)
         return [*rows, total]
 
@@ -136,7 +147,7 @@ class Result:
             if suffix == ".json":
                 path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
             else:
-                self.to_frame().to_csv(path, index=False)
+                csv_safe(self.to_frame()).to_csv(path, index=False)
         except OSError as err:
             raise EyesimError(f"{path}: cannot write ({err.strerror or err})") from None
 
@@ -160,4 +171,47 @@ def _flat(layer: dict) -> dict:
         for dtype, rws in types.items():
             for rw, value in rws.items():
                 row[f"{level}_{dtype}_{rw}"] = value
+    if "slices" in layer:  # columns only where there is something to say (other rows leave them empty)
+        row |= {"slices": layer["slices"]["count"], "slice_width": layer["slices"]["width"]}
+    if "outside_native" in layer:
+        row["outside_native"] = "; ".join(layer["outside_native"])
     return row
+
+
+# --- CSV cells: integers stay integers, text never runs as a spreadsheet formula ------------------------------------
+
+# A text cell a spreadsheet would run as a formula (OWASP "CSV injection"), or one that already starts with the
+# quote this adds (so that reading back can strip exactly one quote and get the text written).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+
+
+def safe_cell(value: object) -> object:
+    """A CSV cell as written: text that would start a formula gets a leading single quote; numbers are unchanged."""
+    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value
+
+
+def unsafe_cell(value: object) -> object:
+    """Inverse of ``safe_cell`` (for reading a CSV eyesim wrote back)."""
+    return value[1:] if isinstance(value, str) and value.startswith("'") and _FORMULA.match(value, 1) else value
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``safe_cell`` applied to every text cell (the form every CSV eyesim writes takes)."""
+    text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].map(safe_cell) for c in text}) if text else frame
+
+
+def frame_of_rows(rows: Sequence[dict]) -> pd.DataFrame:
+    """A frame of dict rows in which a column of Python ints stays integer (nullable Int64 where rows lack it)."""
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        values = [row.get(column) for row in rows]
+        present = [v for v in values if v is not None]
+        if present and all(_integer(v) for v in present) and frame[column].dtype != "int64":
+            with contextlib.suppress(OverflowError, TypeError, ValueError):  # beyond 64 bits: as pandas made it
+                frame[column] = pd.array(values, dtype="Int64")
+    return frame
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -135,7 +135,7 @@ def test_bits_density_and_time_reach_the_outputs(tmp_path):
     assert data["bits"] == {"weights": 8, "ifmap": 8, "psum": 16}
     conv3 = data["layers"][2]
     assert conv3["density"]["ifmap"] == 0.3 and conv3["macs_executed"] < conv3["macs"]
-    assert set(conv3["time"]) == {"compute_cycles", "dram_cycles", "cycles", "latency_s", "bound"}
+    assert set(conv3["time"]) == {"compute_cycles", "setup_cycles", "dram_cycles", "cycles", "latency_s", "bound"}
     assert {"latency_s", "fps", "power_w", "energy_j"} <= set(data["total"])
     assert "frames/s" in res.stdout
 

@@ -82,7 +82,7 @@ def test_grid_order_columns_and_default_batch():
     ("name=1", "not a numeric field"),
     ("array.rows=12.5", "takes integers"),
     ("array=12", "ROWSxCOLS"),
-    ("batch=0", "batch sizes must be >= 1"),
+    ("batch=0", "batch sizes must be at least 1"),
     ("glb.size_kb=", "PATH=VALUES"),
     ("glb.size_kb=1,,2", "empty value"),
 ])
@@ -122,23 +122,23 @@ def test_spec_file(tmp_path):
 
 
 def test_rows_columns_and_invalid_configurations(tmp_path):
-    frame = sweep_to(tmp_path / "s.parquet", "glb.size_kb=4,108", "glb.filter_kb=0,8", "rf.filter_words=1,224")
+    frame = sweep_to(tmp_path / "s.parquet", "glb.size_kb=4,108", "glb.filter_kb=0,8", "array.rows=8,12")
     columns = list(frame.columns)
-    assert columns[:9] == ["sweep_id", "model", "glb.size_kb", "glb.filter_kb", "rf.filter_words", "batch", "layer",
+    assert columns[:9] == ["sweep_id", "model", "glb.size_kb", "glb.filter_kb", "array.rows", "batch", "layer",
                            "status", *AREA_COLUMNS[:1]]
-    assert config_columns(columns) == ["glb.size_kb", "glb.filter_kb", "rf.filter_words", "batch"]
+    assert config_columns(columns) == ["glb.size_kb", "glb.filter_kb", "array.rows", "batch"]
     assert "name" not in columns and {"energy_total", "m", "dram_ifmap_reads"} <= set(columns)
     totals = frame[frame["layer"] == "TOTAL"]
     assert len(totals) == 8
     ok = totals[totals["status"] == "ok"]
-    assert len(ok) == 2  # 108 kB with 224 filter words, staged or not
-    assert len(frame) == 8 + 2 * LAYERS
-    bad = totals.set_index(["glb.size_kb", "glb.filter_kb", "rf.filter_words"])["status"]
-    assert "glb.filter_kb must be < glb.size_kb" in bad[(4.0, 8.0, 224)]
-    assert "no mapping fits" in bad[(108.0, 0.0, 1)]
-    assert frame[["glb.size_kb", "glb.filter_kb", "rf.filter_words"]].equals(
-        frame[["glb.size_kb", "glb.filter_kb", "rf.filter_words"]].sort_values(
-            ["glb.size_kb", "glb.filter_kb", "rf.filter_words"], kind="stable"))
+    assert len(ok) == 3  # 12 PE rows: 108 kB staged or not, 4 kB unstaged (conv1 as slices)
+    assert len(frame) == 8 + 3 * LAYERS
+    bad = totals.set_index(["glb.size_kb", "glb.filter_kb", "array.rows"])["status"]
+    assert "glb.filter_kb must be < glb.size_kb" in bad[(4.0, 8.0, 12)]
+    assert "no mapping fits" in bad[(108.0, 0.0, 8)]
+    assert frame[["glb.size_kb", "glb.filter_kb", "array.rows"]].equals(
+        frame[["glb.size_kb", "glb.filter_kb", "array.rows"]].sort_values(
+            ["glb.size_kb", "glb.filter_kb", "array.rows"], kind="stable"))
 
 
 def test_a_configuration_equals_the_estimate(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eyesim.cli.guard import FILE, SET_HELP, check_output, guarded, hardware_with_sets, with_progress
+from eyesim.cli.guard import FILE, SET_HELP, check_paths, guarded, hardware_with_sets, with_progress, write_atomic
 from eyesim.errors import EyesimError
 
 
@@ -16,7 +16,11 @@ from eyesim.errors import EyesimError
               help="Hardware file (YAML), e.g. hwconfigs/eyeriss.yaml; schema in docs/hardware.md.")
 @click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help=SET_HELP)
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Batch size N; replaces the model's batch dimension, symbolic or fixed.")
+              help="Batch size N; sets the inputs' batch dim: the first dim of a 4-D input, or a first dim "
+                   "named like N, B or batch (other inputs: --input-shape).")
+@click.option("--input-shape", "input_shape_items", multiple=True, metavar="NAME=d0,d1,...",
+              help="Fix a data input's whole shape, e.g. input=1,3,224,224 (free and fixed dims alike); "
+                   "repeatable; --batch then leaves that input alone.")
 @click.option("--mapping", "mapping_file", type=FILE,
               help="YAML file pinning layers' mappings: 'conv1: {m: 96, n: 1, e: 7, p: 16, q: 1, r: 1, t: 2}'. "
                    "Layers it does not name are searched.")
@@ -39,27 +43,28 @@ from eyesim.errors import EyesimError
 @click.option("--quiet", is_flag=True, help="Do not print the table.")
 @click.pass_context
 def estimate(ctx: click.Context, model: Path, hw_file: Path, sets: tuple[str, ...], batch: int,
-             mapping_file: Path | None, outputs: tuple[Path, ...], bits_text: str | None, samples: Path | None,
+             input_shape_items: tuple[str, ...], mapping_file: Path | None, outputs: tuple[Path, ...],
+             bits_text: str | None, samples: Path | None,
              density_items: tuple[str, ...], plot_file: Path | None, quiet: bool) -> None:
     """Estimate per-layer energy of the ONNX MODEL on the accelerator in --hw."""
     from eyesim.estimator import estimate as run
     from eyesim.report.table import summary, table
 
     def work():
-        for out in outputs:
-            check_output(out, (".json", ".csv"))
-        if plot_file is not None:
-            check_output(plot_file, (".png", ".svg"))
-        options = {"batch": batch, "mapping": mapping_file, "bits": _bits(bits_text), "samples": samples,
-                   "densities": _densities(density_items)}
+        check_paths({"-o": (outputs, (".json", ".csv")), "--plot": (plot_file, (".png", ".svg"))},
+                    {"MODEL": model, "--hw": hw_file, "--mapping": mapping_file, "--samples": samples})
+        from eyesim.workload.onnx.batch import parse_input_shapes
+
+        options = {"batch": batch, "input_shapes": parse_input_shapes(input_shape_items), "mapping": mapping_file,
+                   "bits": _bits(bits_text), "samples": samples, "densities": _densities(density_items)}
         hw = hardware_with_sets(hw_file, sets)
         result = with_progress(lambda progress: run(model, hw, progress=progress, **options))
         for out in outputs:
-            result.write(out)
+            write_atomic(out, result.write)
         if plot_file is not None:
             from eyesim.report.plot import plot_result
 
-            plot_result(result.to_dict(), plot_file)
+            write_atomic(plot_file, lambda temp: plot_result(result.to_dict(), temp))
         if not quiet:
             click.echo(summary(result))
             click.echo(table(result))

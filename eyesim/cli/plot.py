@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eyesim.cli.guard import FILE, guarded
+from eyesim.cli.guard import FILE, check_paths, guarded, write_atomic
 
 
 @click.command()
@@ -23,10 +23,11 @@ def plot(ctx: click.Context, source: Path, output: Path | None, x: str | None, b
     or an estimate result (.json/.csv) as per-layer energy bars by data type and by level."""
 
     def work() -> None:
-        from eyesim.report.plot import plot_file
+        from eyesim.report.plot import PICTURE_SUFFIXES, plot_file
 
         picture = output if output is not None else source.with_suffix(".png")
-        plot_file(source, picture, x=x, by=by)
+        check_paths({"-o": (picture, PICTURE_SUFFIXES)}, {"SOURCE": source})
+        write_atomic(picture, lambda temp: plot_file(source, temp, x=x, by=by))
         click.echo(f"wrote {picture}", err=True)
 
     guarded(ctx, work)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from eyesim.cli.guard import FILE, SET_HELP, check_distinct, check_output, guarded, hardware_with_sets
+from eyesim.cli.guard import FILE, SET_HELP, check_paths, guarded, hardware_with_sets, write_atomic
 
 
 @click.command()
@@ -60,8 +60,8 @@ def prune(ctx: click.Context, model: Path, hw_file: Path, sets: tuple[str, ...],
     """Prune the trained ONNX MODEL, most energy-hungry layers first (Yang, Chen, Sze, CVPR 2017)."""
 
     def work() -> int:
-        from eyesim.prune.result import Rule, report_frame
-        from eyesim.report.prune import report_text
+        from eyesim.prune.result import Rule
+        from eyesim.report.prune import report_text, write_report_csv
         from eyesim.workload.onnx.run import load_model, load_samples
 
         _check_paths(model, hw_file, data_file, validation_file, eval_file, output, report_file)
@@ -77,13 +77,13 @@ def prune(ctx: click.Context, model: Path, hw_file: Path, sets: tuple[str, ...],
                      max_output_error=max_output_error, validation=held_back, validation_fraction=validation_fraction,
                      freeze=freeze, progress=_Bars(quiet), **options)
         if report_file is not None:
-            _write(lambda: report_frame(result).to_csv(report_file, index=False), report_file)
+            write_atomic(report_file, lambda temp: write_report_csv(result, temp))
         if not quiet:
             click.echo(report_text(result, model))
         if output is not None and (result.failure is None or force):
             import onnx
 
-            _write(lambda: onnx.save(result.model, str(output)), output)
+            write_atomic(output, lambda temp: onnx.save(result.model, str(temp)))
         for path in (output, report_file):
             if path is not None and (path is report_file or result.failure is None or force):
                 click.echo(f"wrote {path}", err=True)
@@ -104,13 +104,9 @@ def _exit(code: int) -> None:
 def _check_paths(model: Path, hw_file: Path, data_file: Path, validation_file: Path | None, eval_file: Path | None,
                  output: Path | None, report_file: Path | None) -> None:
     """Refuse, before any work, outputs that cannot be written or would overwrite an input."""
-    if output is not None:
-        check_output(output, (".onnx",))
-    if report_file is not None:
-        check_output(report_file, (".csv",))
-    check_distinct({"-o": output, "--report": report_file},
-                   {"MODEL": model, "--hw": hw_file, "--data": data_file, "--validation": validation_file,
-                    "--eval": eval_file})
+    check_paths({"-o": (output, (".onnx",)), "--report": (report_file, (".csv",))},
+                {"MODEL": model, "--hw": hw_file, "--data": data_file, "--validation": validation_file,
+                 "--eval": eval_file})
 
 
 def _how(granularity: str, method: str | None, criterion: str | None, epochs: int, passes: int):
@@ -134,15 +130,6 @@ def _how(granularity: str, method: str | None, criterion: str | None, epochs: in
 
         tune = finetuner(epochs)
     return prune_weights, {"method": method or "energy-aware", "passes": passes, "finetune": tune}
-
-
-def _write(save, path: Path) -> None:
-    from eyesim.errors import EyesimError
-
-    try:
-        save()
-    except OSError as err:
-        raise EyesimError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 class _Bars:

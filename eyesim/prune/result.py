@@ -136,7 +136,7 @@ def change(before: float, after: float) -> str:
 
 def report_frame(result: PruneResult):
     """The CSV form: one row per pruned layer and pass, then a ``TOTAL`` row; method, hardware, rule on every row."""
-    import pandas as pd
+    from eyesim.result import frame_of_rows
 
     common = {"method": result.method, "hardware": result.hardware, "threshold": _threshold(result)}
     rows = [{**common, "pass": s.pass_no, "layer": s.layer, "op": s.op, "energy_share": s.energy_share,
@@ -155,7 +155,7 @@ def report_frame(result: PruneResult):
                  "accuracy_fit_before": b.accuracy, "accuracy_val_before": b.accuracy_val,
                  "accuracy_eval_before": b.accuracy_eval, "macs": a.macs, "macs_executed_before": b.macs_executed,
                  "macs_executed_after": a.macs_executed})
-    return pd.DataFrame(rows)
+    return frame_of_rows(rows)
 
 
 def _threshold(result: PruneResult) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eyesim.prune.result import PruneResult, change
+from eyesim.prune.result import PruneResult, change, report_frame
+from eyesim.result import csv_safe
 
 RIGHT = {"energy share", "weights kept", "error fit/val", "accuracy fit/val/eval", "energy"}
 
@@ -36,6 +37,11 @@ def report_text(result: PruneResult, model: Path) -> str:
         f"{_accuracies(a.accuracy, a.accuracy_val, a.accuracy_eval)}",
     ]
     return "\n".join(lines)
+
+
+def write_report_csv(result: PruneResult, path: Path) -> None:
+    """The report as CSV (``report_frame``), its text cells kept from running as spreadsheet formulas."""
+    csv_safe(report_frame(result)).to_csv(path, index=False)
 
 
 def _accuracies(*values: float | None) -> str:

@@ -9,15 +9,29 @@ from eyesim.result import LayerResult, Result
 
 LEVEL_HEAD = ("DRAM", "GLB", "array", "RF", "MAC")
 TYPE_HEAD = ("weights", "ifmap", "ofmap", "comp")
+CYCLE_HEAD = ("compute", "set-up", "DRAM")  # core cycles: the busiest PEs' MACs, the rest of the passes, the link
 SI_PREFIX = {0: "", 3: " [k]", 6: " [M]", 9: " [G]", 12: " [T]", 15: " [P]"}
 
 
 def _shape(lr: LayerResult) -> str:
-    s = lr.layer
+    s = lr.slices.layer if lr.slices else lr.layer  # a sliced layer is shown as given, with its slices
     text = f"{s.C}x{s.H}x{s.W}>{s.M}x{s.E}x{s.F} k{s.R}x{s.S}"
     if s.U > 1 or s.Uw > 1:
         text += f"/{s.U}" if s.Uw == s.U else f"/{s.U}x{s.Uw}"
-    return text + (f" g{s.G}" if s.G > 1 else "")
+    text += f" g{s.G}" if s.G > 1 else ""
+    return text + (f" slices {lr.slices.count}x{lr.slices.width}" if lr.slices else "")
+
+
+def native_lines(result: Result) -> list[str]:
+    """One line per layer outside the hardware's native shapes (its ``native`` section), under the table."""
+    outside = [lr for lr in result.layers if lr.outside_native]
+    if not outside:
+        return []
+    lines = ["outside the hardware's native layer shapes (its native section):"]
+    for lr in outside:
+        run = f" (run as {lr.slices.text})" if lr.slices else ""
+        lines.append(f"  {lr.layer.name}: {', '.join(lr.outside_native)}{run}")
+    return lines
 
 
 def _mapping(lr: LayerResult) -> str:
@@ -50,26 +64,32 @@ def _energy_cells(by_level: dict, by_type: dict, total: float, exponent: int) ->
 
 def table(result: Result) -> str:
     """A fixed-width table, one row per layer and a TOTAL row, units in the header."""
-    head = ["layer", "op", "shape C*H*W>M*E*F kRxS/U gG", "MACs [M]", "m n e p q r t", "PEs",
-            *LEVEL_HEAD, *TYPE_HEAD, "total", "run MACs [M]", "d_w", "d_i", "d_o", "ms", "bound"]
     exponent = _scale_exponent(max((lr.energy.total for lr in result.layers), default=1.0), 6)
     mac_exp = _scale_exponent(max((lr.energy.macs for lr in result.layers), default=1), 4)
-    head[3], head[-5] = f"MACs{SI_PREFIX[mac_exp]}", f"run MACs{SI_PREFIX[mac_exp]}"
+    cyc_exp = _scale_exponent(max((lr.timing.cycles for lr in result.layers), default=1), 6)
+    head = ["layer", "op", "shape C*H*W>M*E*F kRxS/U gG", f"MACs{SI_PREFIX[mac_exp]}", "m n e p q r t", "PEs",
+            *LEVEL_HEAD, *TYPE_HEAD, "total", f"run MACs{SI_PREFIX[mac_exp]}", "d_w", "d_i", "d_o", *CYCLE_HEAD,
+            "ms", "bound"]
 
     def macs(value: int) -> str:
         return f"{value / 10**mac_exp:,.1f}"
+
+    def cycles(*values: int) -> list[str]:
+        return [f"{v / 10**cyc_exp:,.1f}" for v in values]
 
     rows = []
     for lr in result.layers:
         e = lr.energy
         rows.append([lr.layer.name, lr.layer.op, _shape(lr), macs(e.macs), _mapping(lr), str(lr.active_pes),
                      *_energy_cells(e.by_level, e.by_type, e.total, exponent), macs(e.macs_executed),
-                     *_densities(lr), f"{lr.timing.latency_s * 1e3:.3f}",
+                     *_densities(lr), *cycles(*_cycles(lr.timing)), f"{lr.timing.latency_s * 1e3:.3f}",
                      lr.timing.bound])
     tot = result.total()
     rows.append(["TOTAL", "", "", macs(tot["macs"]), "", "",
                  *_energy_cells(tot["energy"]["by_level"], tot["energy"]["by_type"], tot["energy"]["total"], exponent),
-                 macs(tot["macs_executed"]), "", "", "", f"{tot['latency_s'] * 1e3:.3f}", ""])
+                 macs(tot["macs_executed"]), "", "", "",
+                 *cycles(*(sum(c) for c in zip(*(_cycles(lr.timing) for lr in result.layers), strict=True))),
+                 f"{tot['latency_s'] * 1e3:.3f}", ""])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     numeric = set(range(3, len(head) - 1)) - {4}
 
@@ -78,14 +98,34 @@ def table(result: Result) -> str:
         padded = (c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in pairs)
         return "  ".join(padded)
 
-    group = " " * (sum(widths[:6]) + 12)
-    level_w = sum(widths[6:11]) + 8
-    type_w = sum(widths[11:15]) + 6
     unit = f"[10^{exponent} MAC units]" if exponent else "[MAC units]"
-    title = f"{group}{f'energy by level {unit}'.center(level_w)}  {f'energy by data type {unit}'.center(type_w)}"
+    first_cycle = head.index(CYCLE_HEAD[0])
+    title = _titles(widths, [(6, 11, f"energy by level {unit}"), (11, 15, f"energy by data type {unit}"),
+                             (first_cycle, first_cycle + 3, f"cycles{SI_PREFIX[cyc_exp]}")])
     rule = "-" * len(line(head))
-    out = [title.rstrip(), line(head), rule, *(line(r) for r in rows[:-1]), rule, line(rows[-1])]
+    out = [title.rstrip(), line(head), rule, *(line(r) for r in rows[:-1]), rule, line(rows[-1]),
+           *native_lines(result)]
     return "\n".join(out)
+
+
+def _gating(sparsity) -> str:
+    if not sparsity.zero_gating:
+        return "off"
+    return "on (psum accesses too)" if sparsity.gate_psums else "on"
+
+
+def _cycles(timing) -> tuple[int, int, int]:
+    return timing.compute_cycles, timing.setup_cycles, timing.dram_cycles
+
+
+def _titles(widths: list[int], groups: list[tuple[int, int, str]]) -> str:
+    """A line of group titles, each centred over its columns [start, stop) of a table whose columns are
+    ``widths`` wide and two spaces apart."""
+    out = ""
+    for start, stop, text in groups:
+        out = out.ljust(sum(widths[:start]) + 2 * start)
+        out += text.center(sum(widths[start:stop]) + 2 * (stop - start - 1))
+    return out
 
 
 def summary(result: Result) -> str:
@@ -102,7 +142,7 @@ def summary(result: Result) -> str:
     joules = "" if tot["energy_j"] is None else (f"  |  {tot['energy_j'] * 1e3:.3f} mJ, {tot['power_w'] * 1e3:.1f} mW "
                                                  f"(energy.pj_per_unit {hw.energy.pj_per_unit:g})")
     lines.append(f"latency {tot['latency_s'] * 1e3:.3f} ms for the batch, {tot['fps']:.1f} frames/s at "
-                 f"{hw.clock_mhz:g} MHz{joules}; zero gating {'on' if hw.sparsity.zero_gating else 'off'}, "
+                 f"{hw.clock_mhz:g} MHz{joules}; zero gating {_gating(hw.sparsity)}, "
                  f"DRAM fmaps {hw.sparsity.dram_compression}")
     if result.not_modelled:
         ops: dict[str, int] = {}

@@ -22,12 +22,15 @@ from eyesim.estimator import estimate as estimate_model
 from eyesim.hardware.area import AREA_COLUMNS, AreaModel
 from eyesim.hardware.load import load_hardware, with_overrides
 from eyesim.hardware.spec import Hardware, hardware_to_dict
-from eyesim.result import Result
+from eyesim.result import Result, frame_of_rows
 from eyesim.sweep.grid import BATCH, Grid, Number
 from eyesim.sweep.output import HEAD, OK_STATUS, TOTAL, import_pyarrow
 from eyesim.sweep.reuse import ReuseMemo, memo_for
 from eyesim.workload.layer import Workload
+from eyesim.workload.limits import rebatched
 from eyesim.workload.onnx.load import load_workload
+from eyesim.workload.onnx.run import load_model
+from eyesim.workload.torch_export import as_model
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class SweepJob:
     reuse: bool = True
     proto: onnx.ModelProto | None = None  # the ONNX model when it holds weights (their zeros count)
     weight_density: tuple[tuple[str, float], ...] = ()  # per layer, when the model holds weights
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # --input-shape: whole shapes of data inputs
     token: str = field(default_factory=lambda: uuid.uuid4().hex)  # tells jobs apart in a worker's memo
 
     @property
@@ -61,23 +65,32 @@ class SweepJob:
 
 
 def make_job(model: str | os.PathLike[str] | Workload, hw: str | os.PathLike[str] | Hardware, grid: Grid,
-             area: AreaModel | None = None, reuse: bool = True) -> SweepJob:
-    """Load the model (once per batch size the grid uses) and the base hardware."""
+             area: AreaModel | None = None, reuse: bool = True,
+             input_shapes: dict[str, tuple[int, ...]] | None = None, *, example_inputs=None,
+             exporter: str | None = None, opset: int | None = None) -> SweepJob:
+    """Load the model (once per batch size the grid uses) and the base hardware.
+
+    A ``torch.nn.Module`` is exported on ``example_inputs`` first, as ``eyesim.estimate`` does.
+    """
+    model = as_model(model, example_inputs, exporter, opset)
     base = hw if isinstance(hw, Hardware) else load_hardware(hw)
     if isinstance(model, Workload):
-        workloads = {b: Workload(model.model, b, tuple(layer.with_batch(b) for layer in model.layers),
-                                 model.not_modelled, model.io, model.inputs) for b in grid.batches()}
+        if input_shapes:
+            raise EyesimError("input shapes need the ONNX model, not a Workload")
+        workloads = {b: rebatched(model, b) for b in grid.batches()}
         proto, density = None, ()
     else:
-        workloads = {b: load_workload(model, batch=b) for b in grid.batches()}
+        workloads = {b: load_workload(model, batch=b, input_shapes=input_shapes) for b in grid.batches()}
         proto, density = _weights(model, next(iter(workloads.values())), base.widths.weights)
     name = next(iter(workloads.values())).model
-    return SweepJob(name, workloads, base, grid, area or AreaModel(), reuse, proto, density)
+    return SweepJob(name, workloads, base, grid, area or AreaModel(), reuse, proto, density,
+                    tuple((input_shapes or {}).items()))
 
 
-def _weights(path: str | os.PathLike[str], workload: Workload, bits: int) -> tuple[onnx.ModelProto | None, tuple]:
+def _weights(path: str | os.PathLike[str] | onnx.ModelProto, workload: Workload,
+             bits: int) -> tuple[onnx.ModelProto | None, tuple]:
     """The model and its layers' weight densities if it holds weights (else the shapes are all there is)."""
-    proto = onnx.load(str(path))
+    proto = path if isinstance(path, onnx.ModelProto) else load_model(path)  # external data checked before read
     density = tuple((name, stats[0]) for name, stats in weight_stats(proto, workload, bits).items())
     return (proto, density) if density else (None, ())
 
@@ -94,7 +107,7 @@ def evaluate_chunk(job: SweepJob, indices: Sequence[int]) -> pd.DataFrame:
     counts = np.array([len(body) for body in bodies])
     columns = [*HEAD, *job.grid.columns, "status", *AREA_COLUMNS]
     head = pd.DataFrame(heads, columns=columns).iloc[np.repeat(np.arange(len(heads)), counts)]
-    body = pd.DataFrame([row for rows in bodies for row in rows]).rename(columns={"name": "layer"})
+    body = frame_of_rows([row for rows in bodies for row in rows]).rename(columns={"name": "layer"})
     frame = pd.concat([head.reset_index(drop=True), body], axis=1)
     first = [*HEAD, *job.grid.columns, "layer", "status", *AREA_COLUMNS]
     return frame[first + [c for c in frame.columns if c not in first]]
@@ -145,8 +158,9 @@ def _memo(job: SweepJob) -> ReuseMemo:
 def _estimate(job: SweepJob, workload: Workload, hw: Hardware, overrides: dict[str, Number]) -> Result:
     """The ordinary estimate; layers whose optimum is known are passed in as mappings (then marked searched)."""
     model = workload if job.proto is None else job.proto
+    shapes = dict(job.input_shapes) if job.proto is not None and job.input_shapes else None
     if not job.reuse:
-        return estimate_model(model, hw, batch=workload.batch)
+        return estimate_model(model, hw, batch=workload.batch, input_shapes=shapes)
     memo = _memo(job)
     target = Target.of(hw)
     context = memo.context(target, overrides)
@@ -155,7 +169,7 @@ def _estimate(job: SweepJob, workload: Workload, hw: Hardware, overrides: dict[s
     known = {} if len(vectors) < len(workload.layers) else {
         name: found for name, lv in vectors.items()
         if (found := memo.lookup(context, keys[name], lv, target.vec)) is not None}
-    result = estimate_model(model, hw, batch=workload.batch, mapping=known or None)
+    result = estimate_model(model, hw, batch=workload.batch, mapping=known or None, input_shapes=shapes)
     for lr in result.layers:
         if lr.layer.name not in known:
             memo.record(context, keys[lr.layer.name], lr.mapping)

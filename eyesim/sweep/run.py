@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -13,7 +14,17 @@ from typing import Any
 
 from eyesim.sweep.job import Chunk, SweepJob
 from eyesim.sweep.runners import open_backend
-from eyesim.sweep.sink import Sink
+from eyesim.sweep.sink import Sink, output_lock
+
+
+def _one_writer(run: Callable[..., SweepSummary]) -> Callable[..., SweepSummary]:
+    """``run`` holding the output's lock: a second sweep writing the same file is refused, not interleaved."""
+    @functools.wraps(run)
+    def locked(job: SweepJob, output: str | os.PathLike[str], **options: Any) -> SweepSummary:
+        with output_lock(Path(output)):
+            return run(job, output, **options)
+
+    return locked
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,7 @@ class SweepSummary:
     workers: int
 
 
+@_one_writer
 def run_sweep(job: SweepJob, output: str | os.PathLike[str], *, workers: int | None = None,
               scheduler: str | None = None, dask_workers: int | None = None, scheduler_timeout: float = 10.0,
               chunk_size: int | None = None, progress: bool = False, flush_seconds: float = 5.0,
@@ -43,6 +55,7 @@ def run_sweep(job: SweepJob, output: str | os.PathLike[str], *, workers: int | N
     """
     start = time.perf_counter()
     sink = Sink(Path(output), job)
+    sink.remove_stale_temps()
     keys = list(job.grid.keys())  # largest values first: their optima are reused by the smaller configurations
     todo = sorted((i for i, key in enumerate(keys) if key not in sink.done), key=keys.__getitem__, reverse=True)
     backend = open_backend(job, len(todo), workers, scheduler, dask_workers, scheduler_timeout)

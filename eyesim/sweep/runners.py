@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import as_completed as futures_completed
@@ -15,6 +19,7 @@ from eyesim.sweep.job import Chunk, SweepJob, evaluate_rows
 from eyesim.sweep.reuse import clear_reuse_memo
 
 _INSTALLED: dict[str, SweepJob] = {}  # the job of a local worker process
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class _Lazy:
@@ -45,9 +50,34 @@ class _Serial:
         pass
 
 
-def _install(job: SweepJob) -> None:
+def _install(job: SweepJob, parent: int) -> None:
+    end_with_parent(parent)
     _INSTALLED["job"] = job
     clear_reuse_memo()  # a forked worker starts with nothing stored, like a spawned one
+
+
+def end_with_parent(parent: int) -> None:
+    """Make this worker process end when ``parent`` does, however it ends (SIGKILL included).
+
+    A pool's workers wait on a pipe whose other end they hold too, so they never see their parent go: on
+    Linux the kernel sends them SIGKILL when it dies (PR_SET_PDEATHSIG); everywhere a watchdog thread
+    checks the parent once a second. A worker writes nothing, so there is nothing to clean up.
+    """
+    if sys.platform == "linux":
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the watchdog alone
+    threading.Thread(target=_watch_parent, args=(parent,), name="eyesim-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _evaluate_installed(indices: Sequence[int]) -> Chunk:
@@ -61,7 +91,7 @@ class _Processes:
         method = "fork" if sys.platform == "linux" else "spawn"
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
-                                         initializer=_install, initargs=(job,))
+                                         initializer=_install, initargs=(job, os.getpid()))
 
     def submit(self, indices: Sequence[int]) -> Future:
         return self._pool.submit(_evaluate_installed, list(indices))
