@@ -1,8 +1,9 @@
 """eyesim: energy estimates of CNNs on row-stationary spatial accelerators (Eyeriss and kin).
 
 Python API: ``eyesim.estimate(model, hw, batch=1, mapping=None)`` returns a ``Result`` with
-per-layer records, ``.to_dict()``, ``.to_frame()`` and ``.write(path)``. The names below load on
-first use, so the command line starts without Numba or pandas.
+per-layer records, ``.to_dict()``, ``.to_frame()`` and ``.write(path)``; ``model`` is an ONNX file or
+ModelProto, or a ``torch.nn.Module`` with ``example_inputs=x`` (exported with torch.onnx; torch is
+imported only then). The names below load on first use, so the command line starts without Numba or pandas.
 """
 
 from __future__ import annotations

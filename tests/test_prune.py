@@ -235,3 +235,18 @@ def test_finetune_keeps_zeros_and_the_rule(digits):
     assert result.after.nonzero == sum(np.count_nonzero(after[k]) for k in ("w1", "w2", "w3"))
     # magnitude pruning alone keeps the surviving weights as they are: a changed survivor is the fine-tuning's
     assert any(np.any((after[k] != before[k]) & (after[k] != 0)) for k in ("w1", "w2", "w3"))
+
+
+def test_the_python_api_as_docs_prune_md_shows_it(digits):
+    """docs/prune.md's Python API snippet, on the digits CNN instead of LeNet-5 (tests/test_docs.py maps it here)."""
+    from eyesim.prune import report_frame
+    from eyesim.prune.filters import prune_filters
+    from eyesim.workload.onnx.run import load_model, load_samples
+
+    model = load_model(str(digits / "cnn.onnx"))
+    data, held_out = load_samples(str(digits / "data.npz")), load_samples(str(digits / "eval.npz"))
+    result = prune(model, CHIP, data, held_out, max_drop=1.0)
+    smaller = prune_filters(model, CHIP, data, held_out, criterion="nuclear-norm")
+    for run in (result, smaller):
+        assert run.failure is None and run.after.energy <= run.before.energy and run.steps
+    assert {step.layer for step in result.steps} <= set(report_frame(result)["layer"])

@@ -1,4 +1,5 @@
-"""Optional global fine-tuning of a pruned ONNX model by back-propagation (docs/prune.md, "The algorithm", step 6).
+"""Optional global fine-tuning of a pruned ONNX model by back-propagation (step 7 of docs/prune.md,
+"The algorithm: weights").
 
 Needs torch (the ``finetune`` extra: ``torch==2.13.0``); imported only when fine-tuning is asked for. The ONNX
 graph is interpreted op by op with ``torch.nn.functional`` (the common CNN ops below; others are refused), the
