@@ -5,7 +5,9 @@ Used only by tests. It follows the dataflow literally (DESIGN.md, "Counting"):
   then one processing pass per filter chunk of p*t;
 - in a pass, PE set (ti, ri) holds filters ti*p.. and channels ri*q..; PE (i, j) of a set
   holds filter row i and computes ofmap row j of the strip for the pass's images.
-Every count is a number of distinct things a pass or block touches, or a per-MAC tally.
+Every count is a number of distinct things a pass or block touches, or a per-MAC tally. Each pass's
+work (``eyesim.cost.timing.PassWork``) is read off the same walk: the busiest PE's MACs and the
+distinct weights, ifmap values and psums the pass moves.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import numpy as np
+
+from eyesim.cost.timing import PassWork
 
 DRAM, GLB, ARRAY, RF = range(4)
 WEIGHTS, IFMAP, PSUM = range(3)
@@ -24,30 +28,41 @@ def chunks(start: int, stop: int, size: int) -> list[range]:
 
 
 def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.ndarray | None = None,
-                 w: np.ndarray | None = None) -> tuple[np.ndarray, int, int, int]:
+                 w: np.ndarray | None = None, gate_psums: bool = False,
+                 passes: list | None = None, slice_width: int | None = None) -> tuple[np.ndarray, int, int, int]:
     """Counts [level, type, rw], MACs, executed MACs and compute cycles of ``shape`` under ``mapping``.
 
     With values (``x``: padded ifmap (N, G*C, H, W); ``w``: (G*M, C, R, S)) the walk zero-gates as the
     chip does: a zero ifmap value skips its filter RF read, and a MAC runs only if both operands are
-    non-zero. A pass lasts as many cycles as its busiest PE has MACs (dense: gating saves no time).
+    non-zero; with ``gate_psums`` a zero ifmap value also skips the psum RF read and write of its MAC,
+    unless that MAC starts the psum in its PE (it has none to skip). A pass lasts as many cycles as its
+    busiest PE has MACs (dense: gating saves no time). ``passes``, if given, receives each pass's PassWork.
+    With ``slice_width`` s (a divisor of S) the filter rows run as k = S/s slices, an explicit loop over the
+    ORIGINAL layer: run channel cc is slice j = cc % k of channel c = cc // k, its taps j*s.. j*s+s-1; each
+    slice reads its own window of the ifmap (an element is (cc, h, col): overlapping columns are read again).
     """
     N, G, C, M = shape["N"], shape["G"], shape["C"], shape["M"]
     R, S, E, F = shape["R"], shape["S"], shape["E"], shape["F"]
     U, Uw, Dh, Dw = shape["U"], shape["Uw"], shape["Dh"], shape["Dw"]
     m, n, e, p, q, r, t = (mapping[k] for k in "mnepqrt")
+    width = S if slice_width is None else slice_width
+    slices = S // width
+    assert slices * width == S, "a slice width divides S"
+    C_run = C * slices  # channels as run: the slices of a filter row accumulate like extra channels
     counts = np.zeros((4, 3, 2), dtype=np.int64)
     macs = executed = cycles = 0
     for g in range(G):
         for imgs in chunks(0, N, n):
             for mchunk in chunks(0, M, m):
                 for ys in chunks(0, E, e):
-                    for cs_all in chunks(0, C, q * r):
+                    for cs_all in chunks(0, C_run, q * r):
                         block_ifmap = set()
-                        first_c, last_c = cs_all.start == 0, cs_all.stop == C
+                        first_c, last_c = cs_all.start == 0, cs_all.stop == C_run
                         for fs_all in chunks(mchunk.start, mchunk.stop, p * t):
                             pass_ifmap, pass_weights = set(), set()
                             pe_ifmap, pe_weights = set(), set()
                             in_pe = Counter()
+                            skipped = Counter()  # gated MACs whose psum RF read and write are skipped
                             contributors = defaultdict(set)
                             pe_macs = Counter()
                             for ti, fs in enumerate(chunks(fs_all.start, fs_all.stop, p)):
@@ -57,9 +72,10 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.
                                             pe = (ti, ri, i, j)
                                             for img in imgs:
                                                 for f in fs:
-                                                    for c in cs:
+                                                    for cc in cs:
+                                                        c, j = divmod(cc, slices)
                                                         for xo in range(F):
-                                                            for s in range(S):
+                                                            for s in range(j * width, (j + 1) * width):
                                                                 h, col = y * U + i * Dh, xo * Uw + s * Dw
                                                                 a = 1 if x is None else x[img, g * C + c, h, col]
                                                                 b = 1 if w is None else w[g * M + f, c, i, s]
@@ -68,11 +84,14 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.
                                                                 executed += a != 0 and b != 0
                                                                 counts[RF, WEIGHTS, READ] += a != 0
                                                                 counts[RF, IFMAP, READ] += 1
-                                                                pe_ifmap.add((pe, img, c, h, col))
-                                                                pass_ifmap.add((img, c, h, col))
+                                                                pe_ifmap.add((pe, img, cc, h, col))
+                                                                pass_ifmap.add((img, cc, h, col))
                                                                 pe_weights.add((pe, f, c, i, s))
                                                                 pass_weights.add((f, c, i, s))
-                                                                in_pe[(pe, img, f, y, xo)] += 1
+                                                                key = (pe, img, f, y, xo)
+                                                                if gate_psums and a == 0 and key in in_pe:
+                                                                    skipped[key] += 1
+                                                                in_pe[key] += 1
                                                                 contributors[(img, f, y, xo)].add(pe)
                             cycles += max(pe_macs.values())
                             block_ifmap |= pass_ifmap
@@ -82,9 +101,18 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.
                             if stage_filters:
                                 counts[GLB, WEIGHTS, READ] += len(pass_weights)
                             counts[ARRAY, WEIGHTS, READ] += len(pe_weights)
-                            for k in in_pe.values():  # the first MAC into a psum starts it
-                                counts[RF, PSUM, READ] += k - 1
-                                counts[RF, PSUM, WRITE] += k - 1
+                            for key, k in in_pe.items():  # the first MAC into a psum starts it
+                                counts[RF, PSUM, READ] += k - 1 - skipped[key]
+                                counts[RF, PSUM, WRITE] += k - 1 - skipped[key]
+                            if passes is not None:
+                                passes.append(PassWork(
+                                    compute=max(pe_macs.values()), filter_words=len(pass_weights),
+                                    ifmap_words=len(pass_ifmap),
+                                    psum_in_words=0 if first_c else len(contributors),
+                                    psum_out_words=len(contributors),
+                                    busiest_filters=max(len(fs) for fs in chunks(fs_all.start, fs_all.stop, p)),
+                                    chain=max(len(pes) for pes in contributors.values()),
+                                    last_psums=len({(f, y) for (_, f, y, _) in contributors})))
                             for pes in contributors.values():
                                 counts[ARRAY, PSUM, READ] += len(pes) - 1  # accumulated PE to PE
                                 if not first_c:

@@ -1,16 +1,19 @@
-"""The fast access counters equal the MAC-by-MAC trace walk, and DESIGN §4's closed forms when tiles divide."""
+"""The fast access counters equal the MAC-by-MAC trace walk, and the closed forms (DESIGN.md, "Counting")."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eyesim import dataflow as df
-from eyesim.cost.counts import layer_counts
+from eyesim.cost.counts import layer_counts, layer_vector
+from eyesim.dataflow.search import mapping_energy, search_layer
 from eyesim.mapping import Mapping
 from eyesim.workload import Layer
-from tests.layers import small_layers, tilings
+from tests.layers import small_hw_vectors, small_layers, tilings
 from tests.reference_trace import trace_counts
 
 
@@ -32,7 +35,7 @@ def test_counts_equal_trace_walk(data, stage):
 
 
 def closed_forms(layer: Layer, mp: dict) -> np.ndarray:
-    """DESIGN §4's table for evenly dividing tiles, U = 1, every ifmap row and column used."""
+    """DESIGN.md's "Counting" table for evenly dividing tiles, U = 1, every ifmap row and column used."""
     N, C, M, H, W, R, S, E, F = (layer.shape[k] for k in "NCMHWRSEF")
     m, n, e, p, q, r, t = (mp[k] for k in "mnepqrt")
     I, Wt, O, macs = N * C * H * W, M * C * R * S, N * M * E * F, layer.macs
@@ -92,3 +95,29 @@ def test_strided_1x1_layer_reads_only_the_rows_and_columns_it_uses():
     mp = Mapping(m=2, n=1, e=4, p=1, q=1, r=1, t=1).vector()
     counts, _ = layer_counts(layer, hw_with_staging(False), mp)
     assert counts[df.DRAM, df.IFMAP, df.READ] == 2 * 4 * 4
+
+
+COST = np.outer([200.0, 6.0, 2.0, 1.0], [1.0, 1.0, 1.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(layer=small_layers(max_batch=3, max_groups=1), hw=small_hw_vectors(), data=st.data())
+def test_search_with_psum_gating_equals_brute_force(layer, hw, data):
+    # exact psum gating adds channel-level energy that depends on q itself, not only on the chunk counts
+    lv = layer_vector(layer)
+    rows, cols = df.strip_rows_table(lv), df.used_cols(lv)
+    extra = np.array(data.draw(st.lists(st.floats(-40.0, 0.0), min_size=layer.C + 1, max_size=layer.C + 1)))
+    best, energy, _ = search_layer(lv, hw, rows, cols, COST, 1.0, extra)
+    expected, expected_energy = None, np.inf
+    ranges = (range(1, layer.M + 1), range(1, layer.N + 1), range(1, layer.E + 1), range(1, layer.M + 1),
+              range(1, layer.C + 1), range(1, layer.C + 1), range(1, layer.M + 1))
+    for mp in itertools.product(*ranges):
+        vec = np.array(mp, dtype=np.int64)
+        if df.first_violation(lv, hw, vec) == df.OK:
+            found = mapping_energy(lv, hw, vec, rows, cols, COST, 1.0, extra)
+            if found < expected_energy:
+                expected, expected_energy = mp, found
+    if expected is None:
+        assert not np.isfinite(energy)
+    else:
+        assert (tuple(best), energy) == (expected, expected_energy)

@@ -14,12 +14,24 @@ from onnx import TensorProto, helper, numpy_helper
 
 import eyesim
 from eyesim import dataflow as df
-from eyesim.cost.compression import rlc_expected_ratio, rlc_words, sigmap_ratio
+from eyesim.cost.compression import (
+    Planes,
+    dram_ratio,
+    rlc_expected_pairs,
+    rlc_expected_ratio,
+    rlc_pairs,
+    rlc_stream_ratio,
+    rlc_words,
+    sigmap_ratio,
+)
+from eyesim.cost.counts import layer_vector
+from eyesim.cost.energy import layer_costs, psum_extra
 from eyesim.cost.timing import compute_cycles
-from eyesim.cost.values import conv_zero_counts
-from eyesim.cost.zeros import Density, zero_effects
+from eyesim.cost.values import conv_zero_counts, value_counts
+from eyesim.cost.zeros import Density, psum_skips, zero_effects
+from eyesim.dataflow.search import mapping_energy
 from eyesim.errors import EyesimError
-from eyesim.estimator import Target, estimate_layer
+from eyesim.estimator import Target, best_mapping, estimate_layer
 from eyesim.hardware import load_hardware, with_overrides
 from eyesim.mapping import Mapping
 from eyesim.workload import LayerIO
@@ -52,6 +64,76 @@ def test_expected_compression_from_density():
     assert sigmap_ratio(0.25, 16) == pytest.approx((1 + 4) / 16)
 
 
+@pytest.mark.parametrize("stream", [Planes(2, 2, 3, (1, 1, 1, 1)), Planes(1, 1, 10, (0, 0, 12, 13)),
+                                    Planes(3, 1, 4, (20, 1, 0, 5)), Planes(1, 3, 3)])
+@pytest.mark.parametrize("density", [0.0, 0.3, 0.77, 1.0])
+def test_expected_pairs_equal_the_average_over_every_pattern(stream, density):
+    # every pattern of non-zero interior values, weighted by its probability, coded by the counter
+    top, bottom, left, right = stream.pads
+    expected = 0.0
+    for code in range(2**stream.interior):
+        bits = np.array([(code >> k) & 1 for k in range(stream.interior)], dtype=bool)
+        plane = np.zeros((stream.planes, top + stream.height + bottom, left + stream.width + right), dtype=bool)
+        plane[:, top:top + stream.height, left:left + stream.width] = bits.reshape(stream.planes, stream.height,
+                                                                                     stream.width)
+        expected += density ** bits.sum() * (1 - density) ** (~bits).sum() * rlc_pairs(plane.ravel())
+    assert rlc_expected_pairs(density, stream) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_expected_sizes_of_padded_tensors():
+    # dense interior: a pair per value, plus one for each run of padding zeros that no value closes
+    assert rlc_expected_pairs(1.0, Planes(1, 2, 2, (1, 1, 1, 1))) == 5  # 4 values, the trailing 5 zeros
+    assert rlc_expected_pairs(0.0, Planes(1, 1, 40)) == 2  # 31 zeros and a zero, then 8 zeros
+    stream = Planes(4, 3, 5, (1, 2, 0, 1))  # 4 planes of 6 x 6, 15 values each inside
+    assert stream.values == 144 and stream.interior == 60
+    assert dram_ratio("sigmap", 0.5, 16, stream) == pytest.approx((144 + 30 * 16) / (144 * 16))
+    assert dram_ratio("none", 0.5, 16, stream) == 1.0
+
+
+def encode_rlc(values: np.ndarray) -> list[int]:
+    """The chip's run-length code, written out: (run of up to 31 zeros: 5 bits, value: 16 bits) pairs, three
+    to a 64-bit word whose last bit marks the final word; a zero value closes a full run; a stream ending
+    in zeros closes with a pair whose value is zero."""
+    pairs, run = [], 0
+    for v in (int(v) & 0xFFFF for v in values.ravel()):
+        if v == 0 and run < 31:
+            run += 1
+            continue
+        pairs.append((run, v))
+        run = 0
+    if run:
+        pairs.append((run - 1, 0))
+    words = []
+    for start in range(0, len(pairs), 3):
+        word = 0
+        for k, (zeros, value) in enumerate(pairs[start:start + 3]):
+            word |= ((zeros << 16) | value) << (21 * k)
+        words.append(word << 1 | (start + 3 >= len(pairs)))
+    return words
+
+
+def test_stored_bits_of_a_relu_fmap_equal_its_run_length_code(tmp_path):
+    rng = np.random.default_rng(7)
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, rng)
+    x = rng.normal(size=(6, 1, 8, 8)).astype(np.float32)
+    model = onnx.load(path)
+    model.graph.output.append(helper.make_tensor_value_info("r1", TensorProto.FLOAT, None))
+    (r1,) = ort.InferenceSession(model.SerializeToString()).run(["r1"], {"x": x})
+    q = np.where(r1 > 0, np.maximum(np.round(r1 * 256), 1), 0).astype(np.int64)  # 16-bit fixed point, zeros kept
+    assert np.array_equal(q != 0, r1 != 0)
+    # conv2 reads r1 padded by one zero row at the bottom and one zero column at the right (pads 0, 0, 1, 1)
+    padded = np.pad(q, ((0, 0), (0, 0), (0, 1), (0, 1)))
+    words = sum(len(encode_rlc(img)) for img in padded)
+    one_pass = {"conv2": Mapping(m=6, n=1, e=4, p=1, q=1, r=1, t=1)}  # one strip, one m-chunk: each value once
+    conv2 = eyesim.estimate(path, CHIP, batch=6, samples=x, mapping=one_pass).layers[1]
+    reads = conv2.energy.counts[df.DRAM, df.IFMAP, df.READ]
+    assert reads == padded.size  # the raw count is the padded tensor
+    assert round(reads * 16 * conv2.effects.ifmap_dram) == 64 * words  # and so is the stored size, exactly
+    unpadded = sum(len(encode_rlc(img)) for img in q)
+    assert words <= unpadded * 1.1  # padding costs a few pairs, not the 81/64 of a raw count
+
+
 @st.composite
 def sparse_values(draw):
     layer = draw(small_layers())
@@ -64,23 +146,24 @@ def sparse_values(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=sparse_values())
-def test_zero_gating_matches_the_trace_walk_on_sparse_values(case):
+@given(case=sparse_values(), gate_psums=st.booleans())
+def test_zero_gating_matches_the_trace_walk_on_sparse_values(case, gate_psums):
     layer, tiling, x, w = case
-    ref_counts, ref_macs, ref_executed, ref_cycles = trace_counts(layer.shape, tiling, x=x, w=w)
+    ref_counts, ref_macs, ref_executed, ref_cycles = trace_counts(layer.shape, tiling, x=x, w=w,
+                                                                  gate_psums=gate_psums)
     io = LayerIO("x", "w", "y")
     dense, gated, executed = conv_zero_counts(x, w, layer, io)
     assert (dense, gated, executed) == (ref_macs, ref_counts[df.RF, df.WEIGHTS, df.READ], ref_executed)
-    hw = with_overrides(load_hardware(ISCA), {"sparsity.zero_gating": True, "array.rows": 64, "array.cols": 64,
-                                              "rf.words": 4096, "glb.size_kb": 4096})
-    counts = type("C", (), {"macs": dense, "gated": gated, "executed": executed, "ifmap_density": 1.0,
-                            "ofmap_density": 1.0, "ifmap_rlc_words": 0, "ofmap_rlc_words": 0, "ifmap_values": 0,
-                            "ofmap_values": 0})
-    effects = zero_effects(Density(), counts, io, True, "none", (16, 16))
+    hw = with_overrides(load_hardware(ISCA), {"sparsity.zero_gating": True, "sparsity.gate_psums": gate_psums,
+                                              "array.rows": 64, "array.cols": 64, "rf.words": 4096,
+                                              "glb.size_kb": 4096})
+    counts = value_counts(x, np.ones((1, 1)), w, layer, io, (16, 16))
+    effects = zero_effects(layer, Density(), counts, io, hw.sparsity, (16, 16))
     result = estimate_layer(layer, Target.of(hw), Mapping(**tiling), effects=effects)
     np.testing.assert_array_equal(result.energy.counts, ref_counts)
     assert result.energy.macs_executed == ref_executed
     assert result.timing.compute_cycles == ref_cycles == compute_cycles(layer, Mapping(**tiling))
+    assert result.energy.by_level["rf"] == pytest.approx(ref_counts[df.RF].sum(), rel=1e-12)  # RF costs 1
 
 
 def test_halving_every_width_halves_data_energy():
@@ -108,7 +191,9 @@ def test_densities_from_the_user_drive_the_analytical_rule():
     conv1, conv3 = res.layers[0], res.layers[2]
     assert conv3.density.ifmap == 0.3 and conv1.density.ifmap == 0.4
     assert conv3.energy.macs_executed == round(conv3.energy.macs * 0.5 * 0.3)
-    assert conv3.effects.ifmap_dram == pytest.approx(rlc_expected_ratio(0.3, 16))
+    # the stored ifmap is the padded one: 256 planes of 13 x 13 values framed by one zero on every side
+    assert conv3.effects.ifmap_dram == pytest.approx(rlc_stream_ratio(0.3, 16, Planes(256, 13, 13, (1, 1, 1, 1))))
+    assert conv3.effects.ifmap_dram < rlc_expected_ratio(0.3, 16)  # padding zeros join runs: cheaper per value
     assert conv1.effects.ifmap_dram == 1.0  # the input image is stored as it is
     assert "user (conv3.ifmap)" in conv3.density.source
     dense = eyesim.estimate(ALEXNET, CHIP)
@@ -270,4 +355,74 @@ def test_ofmaps_go_to_dram_at_the_activation_width():
 def test_a_global_ifmap_density_is_also_the_ofmaps():
     conv2 = eyesim.estimate(ALEXNET, CHIP, densities={"ifmap": 0.4}).layers[1]
     assert conv2.density.ofmap == 0.4 and "ofmap: user (ifmap)" in conv2.density.source
-    assert conv2.effects.ofmap_dram == pytest.approx(rlc_expected_ratio(0.4, 16))
+    assert conv2.effects.ofmap_dram == pytest.approx(rlc_stream_ratio(0.4, 16, Planes(256, 27, 27)))
+    assert conv2.effects.ofmap_dram == pytest.approx(rlc_expected_ratio(0.4, 16), rel=1e-3)  # a long stream
+
+
+def test_psum_gating_by_the_density_rule():
+    gate = with_overrides(load_hardware(CHIP), {"sparsity.gate_psums": True})
+    pins = {lr.layer.name: lr.mapping for lr in eyesim.estimate(ALEXNET, CHIP).layers}
+    plain = eyesim.estimate(ALEXNET, CHIP, mapping=pins, densities={"conv3.ifmap": 0.3}).layers[2]
+    gated = eyesim.estimate(ALEXNET, gate, mapping=pins, densities={"conv3.ifmap": 0.3}).layers[2]
+    dense = plain.energy.counts[df.RF, df.PSUM]
+    np.testing.assert_array_equal(gated.energy.counts[df.RF, df.PSUM], np.round(dense * 0.3))
+    assert plain.energy.by_level["rf"] - gated.energy.by_level["rf"] == pytest.approx(dense.sum() * 0.7)
+    no_gating = with_overrides(gate, {"sparsity.zero_gating": False})  # psum gating needs zero gating
+    alone = eyesim.estimate(ALEXNET, no_gating, mapping=pins, densities={"conv3.ifmap": 0.3}).layers[2]
+    np.testing.assert_array_equal(alone.energy.counts[df.RF, df.PSUM], dense)
+
+
+def test_exact_psum_gating_is_what_the_search_minimizes(tmp_path):
+    rng = np.random.default_rng(8)
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, rng)
+    x = rng.normal(size=(5, 1, 8, 8)).astype(np.float32)
+    gate = with_overrides(load_hardware(CHIP), {"sparsity.gate_psums": True})
+    gated = eyesim.estimate(path, gate, batch=5, samples=x)
+    plain = eyesim.estimate(path, CHIP, batch=5, samples=x, mapping={lr.layer.name: lr.mapping
+                                                                     for lr in gated.layers})
+    target = Target.of(gate)
+    for g, p in zip(gated.layers, plain.layers, strict=True):
+        cost, mac = layer_costs(target.cost, target.mac_cost, g.effects)
+        lv = layer_vector(g.layer)
+        extra = psum_extra(g.layer, cost, psum_skips(g.layer, g.effects))
+        objective = mapping_energy(lv, target.vec, g.mapping.vector(), df.strip_rows_table(lv), df.used_cols(lv),
+                                   cost, mac, extra)
+        assert g.energy.total == pytest.approx(objective * g.layer.G, rel=1e-12)
+        assert best_mapping(g.layer, target, None, cost, mac, psum_skips(g.layer, g.effects))[0] == g.mapping
+        skipped = p.energy.counts[df.RF, df.PSUM] - g.energy.counts[df.RF, df.PSUM]
+        assert skipped[0] == skipped[1] > 0
+        assert g.energy.total == pytest.approx(p.energy.total - 2 * skipped[0], rel=1e-12)  # RF costs 1
+
+
+def test_exact_psum_gating_of_a_fully_connected_layer_run_flattened(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "tiny.onnx"
+    tiny_model(path, rng)
+    x = rng.normal(size=(3, 1, 8, 8)).astype(np.float32)
+    short = with_overrides(load_hardware(CHIP), {"array.rows": 3, "sparsity.gate_psums": True})  # fc's 4 rows
+    fc = eyesim.estimate(path, short, batch=3, samples=x).layers[2]
+    assert (fc.layer.C, fc.layer.R) == (96, 1)  # run over its flattened input: one channel per value
+    model = onnx.load(path)
+    model.graph.output.append(helper.make_tensor_value_info("f", TensorProto.FLOAT, None))
+    (flat,) = ort.InferenceSession(model.SerializeToString()).run(["f"], {"x": x})
+    tiling = fc.mapping.as_dict()
+    ref, *_ = trace_counts(fc.layer.shape, tiling, x=flat.reshape(3, 96, 1, 1), w=np.ones((5, 96, 1, 1)),
+                           gate_psums=True)
+    np.testing.assert_array_equal(fc.energy.counts[df.RF], ref[df.RF])
+
+
+def test_an_uneven_padding_is_stored_where_onnx_puts_it(tmp_path):
+    # SAME_UPPER with stride 2 over 8 x 8: one row and one column of padding, both at the end
+    w1 = numpy_helper.from_array(np.ones((4, 1, 3, 3), dtype=np.float32), "w1")
+    w2 = numpy_helper.from_array(np.ones((6, 4, 3, 3), dtype=np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2", strides=[2, 2], auto_pad="SAME_UPPER")]
+    graph = helper.make_graph(nodes, "uneven", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w1, w2])
+    path = tmp_path / "uneven.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    conv2 = eyesim.estimate(path, CHIP, densities={"conv2.ifmap": 0.4}).layers[1]
+    assert (conv2.layer.H, conv2.layer.W) == (9, 9)
+    assert conv2.effects.ifmap_dram == pytest.approx(rlc_stream_ratio(0.4, 16, Planes(4, 8, 8, (0, 1, 0, 1))))

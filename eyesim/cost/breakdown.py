@@ -19,7 +19,7 @@ ENERGY_TYPES = ("weights", "ifmap", "ofmap", "comp")  # psums are charged to the
 class Breakdown:
     """Energy of one layer, by level and by data type (normalized units), and the counts behind it."""
 
-    counts: np.ndarray  # [level, type, read/write], words moved, all groups (filter reads after zero gating)
+    counts: np.ndarray  # [level, type, read/write], words moved, all groups (RF filter and psum accesses after gating)
     macs: int  # dense MACs
     macs_executed: int  # MACs that run (zero gating skips the others)
     by_level: dict[str, float]
@@ -30,9 +30,15 @@ class Breakdown:
         return sum(self.by_level.values())
 
 
-def breakdown(counts: np.ndarray, macs: int, cost: np.ndarray, mac_cost: float, effects: ZeroEffects) -> Breakdown:
-    """Weight the dataflow's counts by the layer's costs; both breakdowns sum to the same total."""
-    energy = counts.sum(axis=2) * cost  # [level, type]
+def breakdown(counts: np.ndarray, macs: int, cost: np.ndarray, mac_cost: float, effects: ZeroEffects,
+              psum_skipped: float = 0.0) -> Breakdown:
+    """Weight the dataflow's counts by the layer's costs; both breakdowns sum to the same total.
+
+    ``psum_skipped``: psum RF read-write pairs that exact psum gating skips (``zeros.psum_skips``).
+    """
+    dense = counts.sum(axis=2).astype(np.float64)
+    dense[df.RF, df.PSUM] -= 2.0 * psum_skipped
+    energy = dense * cost  # [level, type]
     comp = macs * mac_cost
     by_level = {level: float(energy[i].sum()) for i, level in enumerate(LEVELS)}
     by_level["mac"] = float(comp)
@@ -40,5 +46,7 @@ def breakdown(counts: np.ndarray, macs: int, cost: np.ndarray, mac_cost: float, 
                "ofmap": float(energy[:, 2].sum()), "comp": float(comp)}
     shown = counts.copy()
     shown[df.RF, df.WEIGHTS, df.READ] = round(counts[df.RF, df.WEIGHTS, df.READ] * effects.gated)
+    for rw in (df.READ, df.WRITE):
+        shown[df.RF, df.PSUM, rw] = round(counts[df.RF, df.PSUM, rw] * effects.psums - psum_skipped)
     return Breakdown(counts=shown, macs=macs, macs_executed=round(macs * effects.executed), by_level=by_level,
                      by_type=by_type)

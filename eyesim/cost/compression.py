@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+import eyesim.dataflow.cache  # noqa: F401 - before @njit: the kernels' cache folder (not the installed package)
+
 RLC_RUN_BITS = 5  # a run of up to 31 zeros
 RLC_MAX_RUN = 2**RLC_RUN_BITS - 1
 RLC_WORD_BITS = 64  # pairs pack into 64-bit words whose last bit marks the final word
@@ -50,18 +52,104 @@ def rlc_expected_ratio(density: float, bits: int) -> float:
     return RLC_WORD_BITS / (rlc_pairs_per_word(bits) * (1.0 + zeros) * bits)
 
 
+class Planes(tuple):
+    """The stream one image's tensor is coded as: ``planes`` planes of ``height`` x ``width`` values (non-zero
+    with probability d, independently), each framed by zero padding ``pads`` (top, bottom, left, right).
+
+    An immutable tuple (planes, height, width, top, bottom, left, right), so it can key a cache.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, planes: int, height: int, width: int, pads: tuple[int, int, int, int] = (0, 0, 0, 0)):
+        return super().__new__(cls, (int(planes), int(height), int(width), *(int(p) for p in pads)))
+
+    planes = property(lambda self: self[0])
+    height = property(lambda self: self[1])
+    width = property(lambda self: self[2])
+    pads = property(lambda self: self[3:])
+
+    @property
+    def values(self) -> int:
+        """Values in the stream, padding included."""
+        top, bottom, left, right = self.pads
+        return self.planes * (top + self.height + bottom) * (left + self.width + right)
+
+    @property
+    def interior(self) -> int:
+        return self.planes * self.height * self.width
+
+
+def _step(density: float) -> np.ndarray:
+    """One value of the run-length coder as an affine map of (P(run = 0..31), expected pairs so far).
+
+    A non-zero value (probability d) closes a pair; a zero extends the run, or closes a pair when the
+    run already holds 31 zeros (DESIGN.md, "Zeros and bit widths").
+    """
+    step = np.zeros((RLC_MAX_RUN + 2, RLC_MAX_RUN + 2))
+    for run in range(RLC_MAX_RUN + 1):
+        closes = 1.0 if run == RLC_MAX_RUN else density
+        step[run, 0] += closes
+        step[run, -1] += closes
+        if run < RLC_MAX_RUN:
+            step[run, run + 1] += 1.0 - density
+    step[-1, -1] = 1.0
+    return step
+
+
+_PAIRS: dict[tuple[float, Planes], float] = {}  # expected pairs already worked out (estimates repeat shapes)
+
+
+def rlc_expected_pairs(density: float, stream: Planes) -> float:
+    """Expected (run, value) pairs that code ``stream``, padding included: the coder's state (the run
+    length) is a Markov chain over the values, its per-plane map a product of matrix powers."""
+    key = (float(density), stream)
+    if key not in _PAIRS:
+        if len(_PAIRS) >= 4096:
+            _PAIRS.clear()
+        _PAIRS[key] = _expected_pairs(*key)
+    return _PAIRS[key]
+
+
+def _expected_pairs(density: float, stream: Planes) -> float:
+    mp = np.linalg.matrix_power
+    top, bottom, left, right = stream.pads
+    zero, value = _step(0.0), _step(density)
+    row = mp(zero, left) @ mp(value, stream.width) @ mp(zero, right)
+    side = (left + stream.width + right)
+    plane = mp(zero, top * side) @ mp(row, stream.height) @ mp(zero, bottom * side)
+    state = mp(plane, stream.planes)[0]  # from an empty run
+    return float(state[-1] + 1.0 - state[0])  # a stream ending in zeros closes with one pair
+
+
+def rlc_stream_ratio(density: float, bits: int, stream: Planes) -> float:
+    """Expected stored bits / raw bits of ``stream`` (padding counts as stored values)."""
+    words = rlc_expected_pairs(float(density), stream) / rlc_pairs_per_word(bits)
+    return words * RLC_WORD_BITS / (stream.values * bits)
+
+
 def sigmap_ratio(density: float, bits: int) -> float:
     """Significance map: one bit per value, plus the width of each non-zero value."""
     return (1.0 + density * bits) / bits
 
 
-def dram_ratio(scheme: str, density: float, bits: int, rlc_words_measured: int | None = None,
-               values: int | None = None) -> float:
-    """Stored bits / raw bits of an fmap in DRAM; exact from measured RLC words when given."""
+def dram_ratio(scheme: str, density: float, bits: int, stream: Planes) -> float:
+    """Expected stored bits / raw bits of a tensor in DRAM whose interior values have non-zero density d.
+
+    The raw bits count every value of ``stream``, padding included, and so do the stored ones.
+    """
     if scheme == "none":
         return 1.0
     if scheme == "sigmap":
-        return sigmap_ratio(density, bits)
-    if rlc_words_measured is not None and values:
-        return rlc_words_measured * RLC_WORD_BITS / (values * bits)
-    return rlc_expected_ratio(density, bits)
+        return sigmap_ratio(density * stream.interior / stream.values, bits)
+    return rlc_stream_ratio(density, bits, stream)
+
+
+def measured_ratio(scheme: str, bits: int, rlc_words_counted: int, values: int, nonzero: int) -> float:
+    """Stored bits / raw bits of values counted exactly: ``values`` in all, ``nonzero`` of them, coded
+    in ``rlc_words_counted`` 64-bit words."""
+    if scheme == "none" or values == 0:
+        return 1.0
+    if scheme == "sigmap":
+        return sigmap_ratio(nonzero / values, bits)
+    return rlc_words_counted * RLC_WORD_BITS / (values * bits)

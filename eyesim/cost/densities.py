@@ -1,4 +1,4 @@
-"""Each layer's weight, ifmap and ofmap densities, with where each came from (DESIGN.md, "Densities").
+"""Each layer's weight, ifmap and ofmap densities, with where each came from (DESIGN.md, "Zeros and bit widths").
 
 A density belongs to a tensor: a value given for ``conv4.ifmap`` (or the tensor's graph name) is the
 ofmap density of the layer writing that tensor when only value-preserving ops lie between; across ops
@@ -64,7 +64,7 @@ def _unknown(key: str, workload: Workload) -> str:
 
 def layer_densities(workload: Workload, given: Given, weights: dict, counts: dict[str, ValueCounts]
                     ) -> dict[str, Density]:
-    """Each layer's densities, by priority (DESIGN.md): given for the tensor, global, measured, linked, dense."""
+    """Each layer's densities, by the priority of DESIGN.md ("Zeros and bit widths")."""
     writers = {reader: name for name, io in workload.io.items() for reader in io.readers}
     out = {}
     for layer in workload.layers:

@@ -12,6 +12,7 @@ from eyesim import dataflow as df
 from eyesim.cost.zeros import ZeroEffects
 from eyesim.hardware.schema import LEVELS
 from eyesim.hardware.spec import Bits, Hardware
+from eyesim.workload.layer import Layer
 
 REFERENCE_BITS = 16  # the costs are per 16-bit access
 
@@ -38,10 +39,19 @@ def mac_cost(hw: Hardware, bits: Bits) -> float:
 
 
 def layer_costs(base: np.ndarray, base_mac: float, effects: ZeroEffects) -> tuple[np.ndarray, float]:
-    """Per-access costs of one layer with its zeros: gated filter reads, skipped MACs, stored DRAM fmaps."""
+    """Per-access costs of one layer with its zeros: gated filter (and psum) reads, skipped MACs, stored DRAM fmaps."""
     cost = base.copy()
+    cost[df.RF, df.PSUM] *= effects.psums
     cost[df.DRAM, df.IFMAP] *= effects.ifmap_dram
     cost[df.DRAM, df.PSUM] *= effects.ofmap_dram
     cost[df.DRAM, df.WEIGHTS] *= effects.weights_dram
     cost[df.RF, df.WEIGHTS] *= effects.gated
     return cost, base_mac * effects.executed
+
+
+def psum_extra(layer: Layer, cost: np.ndarray, skips: np.ndarray | None) -> np.ndarray | None:
+    """Exact psum gating as the search sees it: per q, the energy of one group's skipped psum RF reads and writes
+    (negative), from ``zeros.psum_skips``; None without exact psum gating."""
+    if skips is None:
+        return None
+    return -2.0 * cost[df.RF, df.PSUM] * skips * (layer.macs // layer.G)

@@ -1,18 +1,24 @@
-"""Timing: compute cycles of a mapping, DRAM transfer time, latency and which bound dominates (DESIGN.md, "Time").
+"""Timing: the cycles of every processing pass, DRAM transfer time, latency and the bound (DESIGN.md, "Time").
 
-Compute: in every processing pass each active PE runs one MAC per cycle, n·p·q·S·F MACs for its
-ofmap row (zero gating saves energy, not time); a pass lasts as long as its busiest PE. DRAM: the
-bits moved (fmaps as stored, compressed or not) over the link's width and clock. The two overlap,
-so a layer takes the longer of the two.
+A pass first loads its filter rows into the PEs' scratchpads (over the filter bus; from the GLB's
+filter part, or at the DRAM link's rate for what does not fit there), then computes while ifmaps
+stream in, earlier channels' psums stream in and finished psums stream out on their buses; after
+its last MAC the last psums pass up the PE columns and leave. Compute is what the busiest PE's MACs
+take (one per cycle; zero gating saves energy, not time), set-up everything else a pass takes. DRAM
+time is the bits moved, as stored, over the link; it overlaps the array's work, so a layer takes the
+longer of the two.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil
+from typing import NamedTuple
 
 import numpy as np
 
 from eyesim import dataflow as df
+from eyesim.cost.counts import layer_vector
 from eyesim.cost.energy import word_bits
 from eyesim.cost.zeros import ZeroEffects
 from eyesim.hardware.spec import Bits, Hardware
@@ -22,30 +28,133 @@ from eyesim.workload.layer import Layer
 
 @dataclass(frozen=True)
 class Timing:
-    compute_cycles: int  # core clock cycles
+    compute_cycles: int  # core clock cycles: the busiest PE's MACs, summed over passes
     dram_cycles: int  # the DRAM transfer time, in core clock cycles
     latency_s: float
+    setup_cycles: int = 0  # the rest of every pass: loading filters, streams beyond compute, draining psums
+
+    @property
+    def array_cycles(self) -> int:
+        return self.compute_cycles + self.setup_cycles
 
     @property
     def cycles(self) -> int:
-        return max(self.compute_cycles, self.dram_cycles)
+        return max(self.array_cycles, self.dram_cycles)
 
     @property
     def bound(self) -> str:
-        return "compute" if self.compute_cycles >= self.dram_cycles else "dram"
+        return "compute" if self.array_cycles >= self.dram_cycles else "dram"
 
 
-def _busiest_sum(total: int, per_pe: int, per_pass: int) -> int:
-    """Sum over chunks of ``per_pass`` items of the items the busiest PE set (``per_pe`` each) gets."""
-    return (total // per_pass) * per_pe + min(per_pe, total % per_pass)
+class PassWork(NamedTuple):
+    """What one processing pass computes and moves, in words (DESIGN.md, "Time")."""
+
+    compute: int  # MACs of the busiest PE
+    filter_words: int  # distinct weights the pass's PEs hold
+    ifmap_words: int  # distinct ifmap values delivered (multicast: once each)
+    psum_in_words: int  # earlier channel chunks' psums brought back (0 in the first chunk)
+    psum_out_words: int  # psums leaving the array
+    busiest_filters: int  # filters per PE in the busiest set (psums each PE holds)
+    chain: int  # PEs a psum passes through: filter rows x active channel sets
+    last_psums: int  # psums of the last ofmap column, which leave after the last MAC
+
+
+class _Rates(NamedTuple):
+    """The hardware's buses as one pass sees them: widths in bits, word widths, staging room, link rate."""
+
+    filter_bus: int
+    ifmap_bus: int
+    psum_in_bus: int
+    psum_out_bus: int
+    local_bus: int
+    pipeline: int
+    bits: Bits
+    staged_words: int  # weights the GLB's filter part holds
+    link_bits: float  # bits the DRAM link moves per core cycle
+
+    @classmethod
+    def of(cls, hw: Hardware, bits: Bits) -> _Rates:
+        noc = hw.noc
+        return cls(noc.filter_bits, noc.ifmap_bits, noc.psum_in_bits, noc.psum_out_bits, noc.local_bits,
+                   noc.pipeline_stages, bits, int(hw.glb.filter_kb * 8192) // bits.weights,
+                   hw.dram.link_bits * hw.dram.link_mhz / hw.clock_mhz)
+
+
+def pass_cycles(work: PassWork, hw: Hardware, bits: Bits) -> int:
+    """Cycles of one pass: filter load, then the longer of compute-and-drain and each stream."""
+    return _pass_cycles(work, _Rates.of(hw, bits))
+
+
+def _pass_cycles(work: PassWork, rates: _Rates) -> int:
+    b = rates.bits
+    drain = (rates.pipeline + (work.chain - 1) * _bus(work.busiest_filters, b.psum, rates.local_bus)
+             + _bus(work.last_psums, b.psum, rates.psum_out_bus))
+    return _filter_load(work.filter_words, rates) + max(work.compute + drain,
+                                                        _bus(work.ifmap_words, b.ifmap, rates.ifmap_bus),
+                                                        _bus(work.psum_in_words, b.psum, rates.psum_in_bus),
+                                                        _bus(work.psum_out_words, b.psum, rates.psum_out_bus))
+
+
+def filter_load_cycles(words: int, hw: Hardware, bits: Bits) -> int:
+    """Filling the PEs' filter scratchpads: staged words over the filter bus, the rest at the DRAM link's rate.
+
+    What fits the GLB's filter part was staged during the previous pass; what does not (all of it when
+    filters bypass the GLB) arrives no faster than the link delivers it.
+    """
+    return _filter_load(words, _Rates.of(hw, bits))
+
+
+def _filter_load(words: int, rates: _Rates) -> int:
+    staged = min(words, rates.staged_words)
+    rest_bits = (words - staged) * rates.bits.weights
+    return (_bus(staged, rates.bits.weights, rates.filter_bus)
+            + (ceil(rest_bits / min(rates.filter_bus, rates.link_bits)) if rest_bits else 0))
+
+
+def _bus(words: int, bits: int, width: int) -> int:
+    """Cycles to move ``words`` of ``bits`` over a ``width``-bit bus."""
+    return -(-words * bits // width)
+
+
+def _tiles(total: int, size: int) -> list[tuple[int, int]]:
+    """(tile size, how many) of ``total`` cut into tiles of ``size``: the full ones, then the short one."""
+    full, rest = divmod(total, size)
+    return [(size, full)] * (full > 0) + [(rest, 1)] * (rest > 0)
+
+
+def pass_kinds(layer: Layer, mp: Mapping) -> list[tuple[PassWork, int]]:
+    """Every kind of pass of one group and how many passes of it (n-chunks x strips x channel x filter chunks)."""
+    cols = int(df.used_cols(layer_vector(layer)))
+    first, *later = _tiles(layer.C, mp.q * mp.r)
+    chans = [(first[0], True, 1)] + ([(first[0], False, first[1] - 1)] if first[1] > 1 else [])
+    chans += [(c, False, k) for c, k in later]
+    rows = {e: int(df.distinct_offsets(e, layer.U, layer.R, layer.Dh)) for e, _ in _tiles(layer.E, mp.e)}
+    kinds = []
+    for n, n_count in _tiles(layer.N, mp.n):
+        for e, e_count in _tiles(layer.E, mp.e):
+            for c, is_first, c_count in chans:
+                for f, f_count in _tiles(layer.M, mp.p * mp.t):
+                    psums = n * f * e * layer.F
+                    work = PassWork(
+                        compute=n * min(mp.p, f) * min(mp.q, c) * layer.S * layer.F,
+                        filter_words=f * c * layer.R * layer.S, ifmap_words=n * c * rows[e] * cols,
+                        psum_in_words=0 if is_first else psums, psum_out_words=psums,
+                        busiest_filters=min(mp.p, f), chain=layer.R * -(-c // mp.q), last_psums=f * e)
+                    kinds.append((work, n_count * e_count * c_count * f_count))
+    return kinds
+
+
+def array_cycles(layer: Layer, mp: Mapping, hw: Hardware, bits: Bits) -> tuple[int, int]:
+    """(compute, set-up) cycles of all passes of all groups."""
+    kinds, rates = pass_kinds(layer, mp), _Rates.of(hw, bits)
+    compute = sum(work.compute * count for work, count in kinds)
+    total = sum(_pass_cycles(work, rates) * count for work, count in kinds)
+    return layer.G * compute, layer.G * (total - compute)
 
 
 def compute_cycles(layer: Layer, mp: Mapping) -> int:
-    """Cycles of all passes of all groups: sum over passes of n·min(p, filters)·min(q, channels)·S·F."""
-    filters = _busiest_sum(layer.M, mp.p, mp.p * mp.t)
-    channels = _busiest_sum(layer.C, mp.q, mp.q * mp.r)
-    strips = -(-layer.E // mp.e)
-    return layer.G * layer.N * filters * channels * strips * layer.S * layer.F
+    """Cycles of the busiest PEs' MACs over all passes of all groups: sum of n·min(p, filters)·min(q, channels)·S·F."""
+    return layer.G * sum(work.compute * count for work, count in pass_kinds(layer, mp))
 
 
 def dram_bits(counts: np.ndarray, bits: Bits, effects: ZeroEffects) -> float:
@@ -57,7 +166,7 @@ def dram_bits(counts: np.ndarray, bits: Bits, effects: ZeroEffects) -> float:
 
 def layer_timing(layer: Layer, mp: Mapping, counts: np.ndarray, hw: Hardware, bits: Bits,
                  effects: ZeroEffects) -> Timing:
-    compute = compute_cycles(layer, mp)
+    compute, setup = array_cycles(layer, mp, hw, bits)
     link_s = dram_bits(counts, bits, effects) / hw.dram.link_bits / (hw.dram.link_mhz * 1e6)
     dram = int(np.ceil(link_s * hw.clock_mhz * 1e6))
-    return Timing(compute, dram, max(compute, dram) / (hw.clock_mhz * 1e6))
+    return Timing(compute, dram, max(compute + setup, dram) / (hw.clock_mhz * 1e6), setup)

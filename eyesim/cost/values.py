@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -12,18 +12,28 @@ from eyesim.workload.layer import Layer, LayerIO
 
 @dataclass(frozen=True)
 class ValueCounts:
-    """What the values of one layer show, summed over ``images`` sample images."""
+    """What the values of one layer show, summed over ``images`` sample images.
+
+    The ifmap in DRAM is the padded one (DESIGN.md, "Zeros and bit widths"): its run-length words,
+    values and non-zero values count the padding; ``ifmap_density`` is that of the tensor itself.
+    """
 
     images: int
     macs: int  # dense MACs over the samples
     gated: int  # MACs whose ifmap operand is non-zero
     executed: int  # MACs whose operands are both non-zero
-    ifmap_density: float
+    ifmap_density: float  # of the unpadded ifmap
     ofmap_density: float
-    ifmap_rlc_words: int  # 64-bit words of the ifmap stream, one stream per image
+    ifmap_rlc_words: int  # 64-bit words of the padded ifmap stream, one stream per image
     ofmap_rlc_words: int
-    ifmap_values: int  # values in the ifmap (unpadded) and ofmap, over the samples
+    ifmap_values: int  # values in the padded ifmap and in the ofmap, over the samples
     ofmap_values: int
+    ifmap_nonzero: int = 0  # non-zero values of the ifmap
+    ofmap_nonzero: int = 0
+    # zero ifmap values at each channel's first filter tap (s = 0), over images, groups, filter rows, ofmap
+    # rows and columns: where a PE's psum starts (DESIGN.md, "Zeros and bit widths", psum gating)
+    first_tap_zeros: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False)
+    first_tap_zeros_flat: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False)
 
 
 def conv_zero_counts(x: np.ndarray, w: np.ndarray | None, layer: Layer, io: LayerIO) -> tuple[int, int, int]:
@@ -34,7 +44,11 @@ def conv_zero_counts(x: np.ndarray, w: np.ndarray | None, layer: Layer, io: Laye
     """
     if layer.op == "MatMul":
         return _matmul_zero_counts(x, w, layer)
-    xnz = _padded_nonzero(x, layer, io)
+    return _mask_zero_counts(_padded_nonzero(x, layer, io), w, layer, io)
+
+
+def _mask_zero_counts(xnz: np.ndarray, w: np.ndarray | None, layer: Layer, io: LayerIO) -> tuple[int, int, int]:
+    """``conv_zero_counts`` from the padded non-zero mask of the ifmap."""
     wnz = _weights_nonzero(w, layer, io)
     images = xnz.shape[0]
     gated = executed = 0
@@ -84,17 +98,57 @@ def _weights_nonzero(w: np.ndarray | None, layer: Layer, io: LayerIO) -> np.ndar
     return nz.reshape(shape)
 
 
+def first_tap_zeros(xnz: np.ndarray, layer: Layer) -> np.ndarray:
+    """Per input channel c: zero ifmap values at the filter tap (i, s = 0) of every ofmap position, summed
+    over images, groups and filter rows i. ``xnz`` is the padded non-zero mask (images, G*C, H, W)."""
+    zeros = np.zeros(layer.C, dtype=np.int64)
+    for g in range(layer.G):
+        xg = xnz[:, g * layer.C:(g + 1) * layer.C]
+        cols = slice(0, (layer.F - 1) * layer.Uw + 1, layer.Uw)
+        for r in range(layer.R):
+            rows = slice(r * layer.Dh, r * layer.Dh + (layer.E - 1) * layer.U + 1, layer.U)
+            seen = xg[:, :, rows, cols]
+            zeros += xnz.shape[0] * layer.E * layer.F - seen.sum(axis=(0, 2, 3), dtype=np.int64)
+    return zeros
+
+
+def _stored_ifmap(x: np.ndarray, layer: Layer, io: LayerIO) -> np.ndarray:
+    """Non-zero mask of the ifmap as stored in DRAM and read by the layer: padded, images first."""
+    if layer.op == "MatMul":
+        return (x != 0).reshape(x.shape[0], -1)
+    return _padded_nonzero(x, layer, io)
+
+
+def _tap_zeros(x: np.ndarray, stored: np.ndarray, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+    """``first_tap_zeros`` of the layer as given and, for a fully connected layer over a 4-D input, as run
+    flattened (one channel per input value, in C-order)."""
+    if layer.op == "MatMul":
+        rows = (x != 0).reshape(-1, layer.C)
+        return (rows.shape[0] - rows.sum(axis=0, dtype=np.int64)), np.zeros(0, dtype=np.int64)
+    given = first_tap_zeros(stored, layer)
+    if not layer.covers_input:
+        return given, np.zeros(0, dtype=np.int64)
+    flat = stored.reshape(stored.shape[0], layer.G, -1)
+    return given, (flat.shape[0] - flat.sum(axis=0, dtype=np.int64)).sum(axis=0)
+
+
 def value_counts(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, layer: Layer, io: LayerIO,
                  bits: tuple[int, int]) -> ValueCounts:
     """Everything the values of one layer's ifmap ``x`` and ofmap ``y`` (images first) tell."""
-    dense, gated, executed = conv_zero_counts(x, w, layer, io)
+    stored = _stored_ifmap(x, layer, io)
+    if layer.op == "MatMul":
+        dense, gated, executed = _matmul_zero_counts(x, w, layer)
+    else:
+        dense, gated, executed = _mask_zero_counts(stored, w, layer, io)
     in_bits, out_bits = bits
+    given, flat = _tap_zeros(x, stored, layer)
     return ValueCounts(
         images=x.shape[0], macs=dense, gated=gated, executed=executed,
         ifmap_density=float(np.count_nonzero(x)) / x.size, ofmap_density=float(np.count_nonzero(y)) / y.size,
-        ifmap_rlc_words=sum(rlc_words(img, in_bits) for img in x), ofmap_rlc_words=sum(rlc_words(img, out_bits)
-                                                                                       for img in y),
-        ifmap_values=x.size, ofmap_values=y.size)
+        ifmap_rlc_words=sum(rlc_words(img, in_bits) for img in stored),
+        ofmap_rlc_words=sum(rlc_words(img, out_bits) for img in y),
+        ifmap_values=stored.size, ofmap_values=y.size, ifmap_nonzero=int(np.count_nonzero(stored)),
+        ofmap_nonzero=int(np.count_nonzero(y)), first_tap_zeros=given, first_tap_zeros_flat=flat)
 
 
 def merge_counts(a: ValueCounts | None, b: ValueCounts) -> ValueCounts:
@@ -104,9 +158,11 @@ def merge_counts(a: ValueCounts | None, b: ValueCounts) -> ValueCounts:
     images = a.images + b.images
     return ValueCounts(
         images=images, macs=a.macs + b.macs, gated=a.gated + b.gated, executed=a.executed + b.executed,
-        ifmap_density=(a.ifmap_density * a.ifmap_values + b.ifmap_density * b.ifmap_values)
-        / (a.ifmap_values + b.ifmap_values),
+        ifmap_density=(a.ifmap_density * a.images + b.ifmap_density * b.images) / images,
         ofmap_density=(a.ofmap_density * a.ofmap_values + b.ofmap_density * b.ofmap_values)
         / (a.ofmap_values + b.ofmap_values),
         ifmap_rlc_words=a.ifmap_rlc_words + b.ifmap_rlc_words, ofmap_rlc_words=a.ofmap_rlc_words + b.ofmap_rlc_words,
-        ifmap_values=a.ifmap_values + b.ifmap_values, ofmap_values=a.ofmap_values + b.ofmap_values)
+        ifmap_values=a.ifmap_values + b.ifmap_values, ofmap_values=a.ofmap_values + b.ofmap_values,
+        ifmap_nonzero=a.ifmap_nonzero + b.ifmap_nonzero, ofmap_nonzero=a.ofmap_nonzero + b.ofmap_nonzero,
+        first_tap_zeros=a.first_tap_zeros + b.first_tap_zeros,
+        first_tap_zeros_flat=a.first_tap_zeros_flat + b.first_tap_zeros_flat)

@@ -8,8 +8,11 @@ lexicographically smallest (m, n, e, p, q, r, t). Points are skipped only when p
 to win:
 - a branch whose lower bound already exceeds the best energy found;
 - for given (n, e, p, q, r, t), every m but the smallest one reaching the fewest m-chunks;
-- points whose n, q or r can be lowered by one without changing any count (the lower one fits
-  wherever the higher one does, and wins the tie).
+- points whose n, q or r can be lowered by one without changing any count nor raising the
+  channel-level energy (the lower one fits wherever the higher one does, and wins the tie).
+
+``psum_extra`` (optional, per q) is channel-level energy that depends on q itself rather than on the
+chunk counts: exact psum gating (the cost package's ``energy.psum_extra``).
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ def _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) -> floa
 
 
 @njit(cache=True)
-def _channel_energy(layer, q, r, cost, scratch) -> float:
+def _channel_energy(layer, q, r, cost, scratch, psum_extra) -> float:
     C = layer[ix.L_C]
     scratch[:] = 0
     count_channel_level(layer, ceil_div(C, q * r), ceil_div(C, q), scratch)
-    return part_energy(scratch, cost)
+    if psum_extra is None:
+        return part_energy(scratch, cost)
+    return part_energy(scratch, cost) + psum_extra[q]
 
 
 @njit(cache=True)
@@ -58,13 +63,13 @@ def _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch) -> float:
 
 
 @njit(cache=True)
-def mapping_energy(layer, hw, mp, rows_table, cols, cost, mac_cost) -> float:
+def mapping_energy(layer, hw, mp, rows_table, cols, cost, mac_cost, psum_extra=None) -> float:
     """The search's objective for one mapping of one group, summed exactly as the search sums it."""
     m, n, e, p, q, r, t = mp[0], mp[1], mp[2], mp[3], mp[4], mp[5], mp[6]
     scratch = np.zeros((4, 3, 2), dtype=np.int64)
     rows_total = rows_over_strips(layer, rows_table, e)
     upper = _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) + _channel_energy(
-        layer, q, r, cost, scratch)
+        layer, q, r, cost, scratch, psum_extra)
     return upper + _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch)
 
 
@@ -118,7 +123,7 @@ def _lowering_keeps_counts(total, k):
 
 
 @njit(cache=True)
-def _channel_tables(layer, hw, cost, scratch):
+def _channel_tables(layer, hw, cost, scratch, psum_extra):
     """Channel-level energy for every (q, r), and its running minimum over q' <= q, r' <= r."""
     C, R, S = layer[ix.L_C], layer[ix.L_R], layer[ix.L_S]
     q_cap = 0
@@ -129,7 +134,7 @@ def _channel_tables(layer, hw, cost, scratch):
     lowest = np.full((q_cap + 1, r_cap + 1), np.inf)
     for q in range(1, q_cap + 1):
         for r in range(1, min(r_cap, C // q) + 1):
-            energy[q, r] = _channel_energy(layer, q, r, cost, scratch)
+            energy[q, r] = _channel_energy(layer, q, r, cost, scratch, psum_extra)
     for q in range(1, q_cap + 1):
         for r in range(1, r_cap + 1):
             lowest[q, r] = min(energy[q, r], lowest[q - 1, r], lowest[q, r - 1])
@@ -137,7 +142,7 @@ def _channel_tables(layer, hw, cost, scratch):
 
 
 @njit(cache=True)
-def search_layer(layer, hw, rows_table, cols, cost, mac_cost):
+def search_layer(layer, hw, rows_table, cols, cost, mac_cost, psum_extra=None):
     """Exhaustive search of one group; returns (best mapping, its energy, mappings evaluated).
 
     The best mapping is all zeros (energy inf) when no mapping is legal.
@@ -147,7 +152,7 @@ def search_layer(layer, hw, rows_table, cols, cost, mac_cost):
     best_energy = np.inf
     mp = np.zeros(7, dtype=np.int64)
     scratch = np.zeros((4, 3, 2), dtype=np.int64)
-    chan_energy, chan_lowest, q_cap = _channel_tables(layer, hw, cost, scratch)
+    chan_energy, chan_lowest, q_cap = _channel_tables(layer, hw, cost, scratch, psum_extra)
     q_max_of_p = np.zeros(M + 1, dtype=np.int64)  # most channels a PE holding p filters fits
     for p in range(1, M + 1):
         q = q_cap if p == 1 else q_max_of_p[p - 1]
@@ -179,7 +184,8 @@ def search_layer(layer, hw, rows_table, cols, cost, mac_cost):
                     continue
                 for r in range(r_max, 0, -1):
                     for q in range(min(q_max, C // r), 0, -1):
-                        if _lowering_keeps_counts(C, q) and ceil_div(C, (q - 1) * r) == ceil_div(C, q * r):
+                        if (_lowering_keeps_counts(C, q) and ceil_div(C, (q - 1) * r) == ceil_div(C, q * r)
+                                and chan_energy[q - 1, r] <= chan_energy[q, r]):
                             continue
                         if r > 1 and ceil_div(C, q * (r - 1)) == ceil_div(C, q * r):
                             continue
