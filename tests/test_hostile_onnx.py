@@ -456,3 +456,8 @@ def test_samples_count_is_exact_on_a_good_file(tmp_path: Path) -> None:
     result = estimate(LENET, CHIP, samples=tmp_path / "x.npy")
     assert result.layers[0].density.ifmap == pytest.approx(np.count_nonzero(x) / x.size)
     assert math.isfinite(result.to_dict()["total"]["energy"]["total"])
+
+
+def test_an_onnx_file_over_protobufs_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    sparse(tmp_path / "huge.onnx", 2**31 + 5)
+    run_cli(estimate_cli(tmp_path / "huge.onnx")).refused("at most 2 GiB", seconds=2.0)

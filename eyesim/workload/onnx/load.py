@@ -24,6 +24,7 @@ from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
 from eyesim.workload.onnx.shapes import infer_folding_shapes
 
 MIN_OPSET = 7
+_PROTOBUF_LIMIT = 2**31
 _WEIGHT_SIZE = 1024  # initializers with more elements are weights: only their dims are used
 
 
@@ -87,6 +88,9 @@ def _model_name(model: object, proto: onnx.ModelProto) -> str:
 def _read(path: Path) -> onnx.ModelProto:
     if not path.is_file():
         raise EyesimError("no such file" if not path.exists() else "not a file")
+    if (size := path.stat().st_size) >= _PROTOBUF_LIMIT:  # protobuf refuses it anyway, after reading it all
+        raise EyesimError(f"{size:,} bytes: an ONNX file holds at most 2 GiB (protobuf's limit); larger models "
+                          "keep their weights as external data")
     try:
         proto = onnx.load(str(path), load_external_data=False)  # shape-only: values are read when used
     except Exception as err:  # protobuf DecodeError and friends
