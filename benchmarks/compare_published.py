@@ -21,6 +21,7 @@ JSSC = ROOT / "hwconfigs" / "mappings" / "alexnet-jssc2017.yaml"
 PUBLISHED_PES = (154, 135, 156, 156, 156)
 # JSSC 2017 Table V: measured processing latency (ms) of CONV1-5 at batch 4, and the ifmap densities it lists
 PUBLISHED_MS = (16.5, 39.2, 21.8, 16.0, 10.0)
+PUBLISHED_DRAM_MB = 15.4  # JSSC 2017 Table V: DRAM traffic of CONV1-5 at batch 4
 IFMAP_DENSITY = {"conv2.ifmap": 0.613, "conv3.ifmap": 0.388, "conv4.ifmap": 0.29, "conv5.ifmap": 0.224}
 
 
@@ -30,8 +31,12 @@ def chip() -> None:
         convs = [lr for lr in result.layers if lr.layer.op == "Conv"]
         latency = sum(lr.timing.latency_s for lr in convs)
         energy = sum(lr.energy.total for lr in convs)
+        hw = result.hardware
+        link_bytes = hw.dram.link_bits * hw.dram.link_mhz / hw.clock_mhz / 8  # per core cycle
+        dram_mb = sum(lr.timing.dram_cycles for lr in convs) * link_bytes / 1e6
         print(f"{label}: active PEs {[lr.active_pes for lr in convs]} (published {list(PUBLISHED_PES)}); "
               f"CONV1-5 {latency * 1e3:.1f} ms per batch of 4 (chip measured {sum(PUBLISHED_MS):.1f}); "
+              f"DRAM traffic {dram_mb:.1f} MB (chip measured {PUBLISHED_DRAM_MB}); "
               f"energy {energy / 1e9:.2f}e9 MAC units")
         for lr, chip_ms in zip(convs, PUBLISHED_MS, strict=True):
             t = lr.timing
