@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, replace
 
@@ -89,7 +90,7 @@ def estimate(model, hw, batch: int | None = None, mapping=None, progress=None, b
         exact = None if density.user_set else counts.get(layer.name)
         effects = zero_effects(layer, density, exact, workload.io.get(layer.name), target.hw.sparsity,
                                (target.bits.ifmap, target.bits.ifmap))
-        effects = replace(effects, weights_dram=_weight_ratio(layer, density, weights, target))
+        effects = replace(effects, weights_dram=_weight_ratio(layer, density, weights, target, workload.io))
         results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
         if progress is not None:
             progress(f"searched {layer.name}")
@@ -101,6 +102,7 @@ def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, 
                    density: Density | None = None, effects: ZeroEffects | None = None) -> LayerResult:
     """One layer's result: the pinned mapping (checked) or the searched optimum, and its energy and time."""
     effects = effects or ZeroEffects()
+    target = operand_target(layer, target)
     cost, mac = layer_costs(target.cost, target.mac_cost, effects)
     outside = target.hw.native.outside(layer.shape)  # of the layer as given: reported, never enforced
     if pinned is not None:
@@ -112,6 +114,9 @@ def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, 
         except EyesimError as err:
             if layer.covers_input:  # a filter taller than the array: run the same MACs over the flattened input
                 layer, effects = layer.flattened(), effects.flattened()
+                chosen, evaluated = best_mapping(layer, target, cache, cost, mac, psum_skips(layer, effects))
+            elif layer.patches and not effects.first_taps.size:  # e.g. a ViT's 16 x 16 patches on 12 PE rows
+                layer = layer.as_patches()
                 chosen, evaluated = best_mapping(layer, target, cache, cost, mac, psum_skips(layer, effects))
             elif layer.S > 1:  # a filter row too wide for the scratchpads: run it as slices
                 return replace(_best_slices(layer, target, cache, (cost, mac), density, effects, err),
@@ -129,9 +134,12 @@ def _layer_result(layer: Layer, chosen: Mapping, pinned: bool, evaluated: int, t
     counts, macs = layer_counts(layer, target.vec, chosen.vector())
     skips = psum_skips(layer, effects)
     skipped = 0.0 if skips is None else float(skips[chosen.q]) * layer.macs
+    energy = breakdown(counts, macs, cost, mac, effects, skipped)
+    if layer.transposed is not None:  # charged with its real MACs; the run convolution's are executed or gated
+        energy = replace(energy, macs=layer.charged_macs)
     return LayerResult(layer=layer, mapping=chosen, pinned=pinned,
                        active_pes=layer.R * chosen.e * chosen.r * chosen.t,
-                       energy=breakdown(counts, macs, cost, mac, effects, skipped), evaluated=evaluated,
+                       energy=energy, evaluated=evaluated,
                        density=density or Density(), effects=effects,
                        timing=layer_timing(layer, chosen, counts, target.hw, target.bits, effects))
 
@@ -164,6 +172,18 @@ def _best_slices(layer: Layer, target: Target, cache: SearchCache | None, costs:
     if best is None:
         raise EyesimError(f"{err}; nor as slices of any width dividing S={layer.S}")
     return replace(best, evaluated=evaluated)
+
+
+def operand_target(layer: Layer, target: Target) -> Target:
+    """The target a layer runs on: an activation second operand moves at the fmap width, not the weights'."""
+    if not layer.act_operand or target.bits.weights == target.bits.ifmap:
+        return target
+    return _act_target(target.hw, target.bits)
+
+
+@functools.lru_cache(maxsize=16)
+def _act_target(hw: Hardware, bits: Bits) -> Target:
+    return Target.of(hw, replace(bits, weights=bits.ifmap))
 
 
 def _energy_floor(layer: Layer, target: Target, costs: tuple[np.ndarray, float], effects: ZeroEffects) -> float:
@@ -295,8 +315,14 @@ def _sample_counts(proto: onnx.ModelProto | None, label: str, workload: Workload
     return measure(proto, workload, samples, fmap_bits, ran, label=label)
 
 
-def _weight_ratio(layer: Layer, density: Density, weights: dict, target: Target) -> float:
+def _weight_ratio(layer: Layer, density: Density, weights: dict, target: Target, workload_io: dict) -> float:
     """Stored / raw bits of the layer's weights in DRAM (one stream): counted from the values when known."""
+    if layer.act_operand:  # an activation: coded as an fmap, at the fmap width; the input image never
+        io = workload_io.get(layer.name)
+        if io is not None and io.weights_input:
+            return 1.0
+        return dram_ratio(target.hw.sparsity.dram_compression, density.weights, target.bits.ifmap,
+                          Planes(layer.G, layer.C, layer.M))
     scheme, bits = target.hw.sparsity.weight_compression, target.bits.weights
     if layer.name in weights and density.kinds[0] == "measured":
         nonzero, words, values = weights[layer.name]

@@ -156,6 +156,7 @@ def _einsum(equation: str, operands: list[tuple[int, ...]]) -> int:
     """A two-operand Einsum multiplies once per combination of all its indices."""
     if len(operands) < 2:
         return 0
+    equation = equation.decode() if isinstance(equation, bytes) else equation  # ONNX string attributes are bytes
     terms = equation.replace(" ", "").split("->")[0].split(",")
     sizes: dict[str, int] = {}
     for term, shape in zip(terms, operands, strict=True):

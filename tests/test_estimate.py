@@ -166,3 +166,18 @@ def test_weights_in_a_missing_external_file_are_refused(tmp_path):
     (tmp_path / "w.bin").unlink()  # never silently dense: the values are missing, and said so
     with pytest.raises(EyesimError, match="external data file 'w.bin' does not exist"):
         eyesim.estimate(path, CHIP)
+
+
+def test_a_patch_embedding_taller_than_the_array_runs_as_a_1x1_conv_over_its_patches():
+    """ViT-style: 16 x 16 filters at stride 16 on the chip's 12 PE rows; the same MACs as the 1 x 1 form."""
+    patch = Layer("embed", "Conv", N=2, G=1, C=3, M=8, H=34, W=32, R=16, S=16, E=2, F=2, U=16, Uw=16)
+    hw = load_hardware(CHIP)
+    (lr,) = eyesim.estimate(Workload("vit", 2, (patch,)), hw, batch=2).layers
+    ones = Layer("embed", "Conv", N=2, G=1, C=3 * 16 * 16, M=8, H=2, W=2, R=1, S=1, E=2, F=2)
+    (direct,) = eyesim.estimate(Workload("vit", 2, (ones,)), hw, batch=2).layers
+    assert lr.layer == ones and lr.energy.macs == patch.macs == ones.macs
+    assert lr.energy.total == direct.energy.total and lr.mapping == direct.mapping
+    assert "filter height 16 > 12" in " ".join(lr.outside_native)
+    dilated = Layer("d", "Conv", N=1, G=1, C=3, M=8, H=46, W=46, R=16, S=16, E=1, F=1, U=16, Uw=16, Dh=2, Dw=2)
+    with pytest.raises(EyesimError, match="no mapping fits"):
+        eyesim.estimate(Workload("vit", 1, (dilated,)), hw)

@@ -52,6 +52,8 @@ def _tensor_sides(workload: Workload) -> dict[str, list[tuple[str, str]]]:
             sides.setdefault(tensor, []).append((name, "ifmap"))
         for tensor in io.ofmap_tensors:
             sides.setdefault(tensor, []).append((name, "ofmap"))
+        for tensor in io.weights_tensors:  # an activation second operand
+            sides.setdefault(tensor, []).append((name, "weights"))
     return sides
 
 
@@ -70,8 +72,13 @@ def layer_densities(workload: Workload, given: Given, weights: dict, counts: dic
     for layer in workload.layers:
         name = layer.name
         measured = counts.get(name)
-        w = _first(_mine(given, name, "weights"), (given.global_.get("weights"), "given", "user"),
-                   (weights[name][0] if name in weights else None, "measured", "onnx"))
+        if layer.act_operand:  # an activation: densities as an fmap's
+            w = _first(_mine(given, name, "weights"), _linked_operand(workload, given, name),
+                       (given.global_.get("ifmap"), "given", "user (ifmap)"),
+                       (measured.weights_density if measured else None, "measured", "samples"))
+        else:
+            w = _first(_mine(given, name, "weights"), (given.global_.get("weights"), "given", "user"),
+                       (weights[name][0] if name in weights else None, "measured", "onnx"))
         i = _first(_mine(given, name, "ifmap"), _linked_ifmap(given, writers.get(name)),
                    (given.global_.get("ifmap"), "given", "user"),
                    (measured.ifmap_density if measured else None, "measured", "samples"))
@@ -105,6 +112,16 @@ def _linked_ifmap(given: Given, writer: str | None) -> Choice:
     """The writer's given ofmap density: the same tensor."""
     value, key = given.layers.get((writer, "ofmap"), (None, "")) if writer else (None, "")
     return value, "linked", f"linked to {key}"
+
+
+def _linked_operand(workload: Workload, given: Given, name: str) -> Choice:
+    """An activation second operand: the given ofmap density of the layer writing it, values unchanged."""
+    operand = set(workload.io[name].weights_tensors) if name in workload.io else set()
+    for writer, io in workload.io.items():
+        value, key = given.layers.get((writer, "ofmap"), (None, ""))
+        if value is not None and operand & set(io.ofmap_tensors):
+            return value, "linked", f"linked to {key}"
+    return None, "", ""
 
 
 def _linked_ofmap(workload: Workload, given: Given, name: str) -> list[Choice]:

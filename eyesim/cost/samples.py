@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from eyesim.cost.values import ValueCounts, merge_counts, value_counts
 from eyesim.errors import EyesimError, first_line
 from eyesim.workload.layer import Workload
 from eyesim.workload.onnx.external import external_tensors
+from eyesim.workload.onnx.proto import tensor_array
 from eyesim.workload.onnx.run import Samples, check_samples, data_input, load_model, load_samples
 
 CHUNK = 16  # sample images per onnxruntime run
@@ -37,7 +37,7 @@ def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 def _values(tensor: onnx.TensorProto) -> np.ndarray:
     """A tensor's values; one-line EyesimError when its data does not fill its dims."""
     try:
-        return numpy_helper.to_array(tensor)
+        return tensor_array(tensor)  # not onnx.numpy_helper: it pulls ml_dtypes (~0.6 s)
     except (ValueError, TypeError, IndexError) as err:
         raise EyesimError(f"tensor {tensor.name!r}: its data does not match its dims {list(tensor.dims)} "
                           f"({first_line(err)})") from err
@@ -60,7 +60,9 @@ def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np
     if samples.dtype.kind == "f" and not np.isfinite(samples).all():
         raise EyesimError(f"{found.source}: samples hold NaN or infinite values")
     input_name = data_input(model).name
-    wanted = sorted({t for io in workload.io.values() for t in (io.ifmap, io.ofmap)} - set(workload.inputs))
+    acts = {layer.name for layer in workload.layers if layer.act_operand}  # second operands that are activations
+    wanted = sorted({t for name, io in workload.io.items() for t in (io.ifmap, io.ofmap, *(
+        (io.weights,) if name in acts else ()))} - set(workload.inputs))
     try:
         session = ort.InferenceSession(_with_outputs(model, wanted).SerializeToString(),
                                        providers=["CPUExecutionProvider"])
@@ -78,7 +80,8 @@ def measure(model: str | Path | onnx.ModelProto, workload: Workload, samples: np
             raise EyesimError(f"{label}: onnxruntime could not run the samples ({_last_line(err)})") from None
         for layer in workload.layers:
             io = workload.io[layer.name]
-            found = value_counts(values[io.ifmap], values[io.ofmap], weights.get(io.weights), layer, io, bits)
+            w = values[io.weights] if layer.name in acts else weights.get(io.weights)
+            found = value_counts(values[io.ifmap], values[io.ofmap], w, layer, io, bits)
             counts[layer.name] = merge_counts(counts[layer.name], found)
         if progress is not None:
             progress(min(start + step, len(samples)))

@@ -60,7 +60,11 @@ class ZeroEffects:
 
 
 def ifmap_stream(layer: Layer, io: LayerIO | None) -> Planes:
-    """The ifmap one image stores in DRAM, as the layer reads it: G·C planes, padding included."""
+    """The ifmap one image stores in DRAM, as the layer reads it: G·C planes, padding included.
+
+    A ConvTranspose stores its real input (no inserted zeros, no padding)."""
+    if layer.transposed is not None:
+        return Planes(layer.G * layer.C, *layer.transposed.size)
     top, bottom, left, right = (io.pad_top, io.pad_bottom, io.pad_left, io.pad_right) if io else (0, 0, 0, 0)
     return Planes(layer.G * layer.C, layer.H - top - bottom, layer.W - left - right, (top, bottom, left, right))
 
@@ -68,6 +72,23 @@ def ifmap_stream(layer: Layer, io: LayerIO | None) -> Planes:
 def zero_effects(layer: Layer, density: Density, counts: ValueCounts | None, io: LayerIO | None,
                  sparsity: SparsitySpec, bits: tuple[int, int]) -> ZeroEffects:
     """The factors of DESIGN.md ("Zeros and bit widths") for one layer, exact from ``counts`` when known."""
+    gating = sparsity.zero_gating
+    effects = _zero_effects(layer, density, counts, io, sparsity, bits)
+    if layer.transposed is None:
+        return effects
+    # a ConvTranspose: DRAM stores the real input, read as the expanded one; with gating the inserted zeros
+    # (and the padding) gate like any zero ifmap value, exactly: the structural density
+    stored = ifmap_stream(layer, io).values / (layer.G * layer.C * layer.H * layer.W)
+    effects = replace(effects, ifmap_dram=effects.ifmap_dram * stored)
+    if not gating or counts is not None:  # counted from values: the expanded ifmap's zeros are counted
+        return effects
+    return replace(effects, gated=effects.gated * layer.structural, executed=effects.executed * layer.structural,
+                   psums=effects.psums * layer.structural if sparsity.gate_psums else 1.0)
+
+
+def _zero_effects(layer: Layer, density: Density, counts: ValueCounts | None, io: LayerIO | None,
+                  sparsity: SparsitySpec, bits: tuple[int, int]) -> ZeroEffects:
+    """``zero_effects`` of the layer's own tensors (a ConvTranspose's inserted zeros aside)."""
     in_bits, out_bits = bits
     gating, scheme = sparsity.zero_gating, sparsity.dram_compression
     first = io is not None and io.network_input  # the input image is stored uncompressed

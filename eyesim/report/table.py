@@ -19,6 +19,9 @@ def _shape(lr: LayerResult) -> str:
     if s.U > 1 or s.Uw > 1:
         text += f"/{s.U}" if s.Uw == s.U else f"/{s.U}x{s.Uw}"
     text += f" g{s.G}" if s.G > 1 else ""
+    if s.transposed is not None:  # the run convolution over the input with s − 1 zeros inserted: "x2" zeros
+        sh, sw = s.transposed.strides
+        text += f" up{sh}" if sh == sw else f" up{sh}x{sw}"
     return text + (f" slices {lr.slices.count}x{lr.slices.width}" if lr.slices else "")
 
 

@@ -9,6 +9,21 @@ from eyesim.errors import EyesimError
 SHAPE_KEYS = ("N", "G", "C", "M", "H", "W", "R", "S", "E", "F", "U", "Uw", "Dh", "Dw")
 
 
+@dataclass(frozen=True)
+class Transposed:
+    """A ConvTranspose run as the convolution over its stride-expanded input (DESIGN.md, "Layers").
+
+    ``strides`` (vertical, horizontal): s − 1 zeros are inserted between input values; ``before``: the
+    padding (negative: cropping) ahead of the first input value; ``size``: the real input's height and
+    width; ``real_macs``: each input value times each filter tap that lands inside the output.
+    """
+
+    strides: tuple[int, int]
+    before: tuple[int, int]
+    size: tuple[int, int]
+    real_macs: int
+
+
 def out_size(size: int, filt: int, stride: int, dilation: int) -> int:
     """Output extent of a convolution over a padded input of ``size``."""
     return (size - dilation * (filt - 1) - 1) // stride + 1
@@ -39,6 +54,8 @@ class Layer:
     Uw: int = 1
     Dh: int = 1
     Dw: int = 1
+    transposed: Transposed | None = None  # a ConvTranspose: the inserted zeros and the real MACs
+    act_operand: bool = False  # the "weights" are an activation (MatMul/Gemm/Einsum of two activations)
 
     def __post_init__(self) -> None:
         for key in SHAPE_KEYS:
@@ -58,7 +75,17 @@ class Layer:
 
     @property
     def macs(self) -> int:
-        return self.N * self.G * self.M * self.C * self.E * self.F * self.R * self.S
+        return self.N * self.G * self.M * self.C * self.E * self.F * self.R * self.S  # of the convolution as run
+
+    @property
+    def charged_macs(self) -> int:
+        """The MACs the layer really does: a ConvTranspose's products that land in its output, else ``macs``."""
+        return self.transposed.real_macs if self.transposed else self.macs
+
+    @property
+    def structural(self) -> float:
+        """Fraction of the run convolution's MACs whose ifmap operand is a real value (not an inserted zero)."""
+        return self.transposed.real_macs / self.macs if self.transposed else 1.0
 
     @property
     def covers_input(self) -> bool:
@@ -68,6 +95,18 @@ class Layer:
     def flattened(self) -> Layer:
         """The same fully connected layer over the flattened input: C*R*S channels, 1 x 1 filters."""
         return Layer(**{**self.__dict__, "C": self.C * self.R * self.S, "H": 1, "W": 1, "R": 1, "S": 1})
+
+    @property
+    def patches(self) -> bool:
+        """A convolution over non-overlapping patches (stride = filter, no dilation), e.g. a ViT's patch embedding."""
+        return (self.R * self.S > 1 and self.transposed is None and (self.U, self.Uw) == (self.R, self.S)
+                and self.Dh == self.Dw == 1)
+
+    def as_patches(self) -> Layer:
+        """The same MACs as a 1 x 1 convolution over its E x F patches: C*R*S channels (input rows and columns
+        past the last patch, which no output reads, are left out)."""
+        return Layer(**{**self.__dict__, "C": self.C * self.R * self.S, "H": self.E, "W": self.F, "R": 1, "S": 1,
+                        "U": 1, "Uw": 1})
 
     def with_batch(self, batch: int) -> Layer:
         return Layer(**{**self.__dict__, "N": batch})
@@ -95,6 +134,11 @@ class LayerIO:
     pad_bottom: int = 0  # trailing zero padding (the stored ifmap is the padded one: DESIGN.md, "Zeros and bit widths")
     pad_right: int = 0
     network_input: bool = False  # the ifmap is the network's input image (never compressed in DRAM)
+    # an activation second operand (Layer.act_operand): its names upstream, whether it is the network's input
+    # image, and the axis orders that bring both operands to (leading..., rows, K) and (leading..., K, out)
+    weights_tensors: tuple[str, ...] = ()
+    weights_input: bool = False
+    operand_axes: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
     # Densities belong to tensors (onnx/links.py): the names of the fmaps, and the layers sharing them.
     ifmap_tensors: tuple[str, ...] = ()  # the ifmap's names, through value-preserving ops upstream
     ofmap_tensors: tuple[str, ...] = ()  # the ofmap's names, through value-preserving ops downstream

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from eyesim.errors import EyesimError
 from eyesim.workload.layer import Layer, LayerIO, NotModelled, out_size
 from eyesim.workload.onnx.fold import fold_batchnorms, fold_pads
 from eyesim.workload.onnx.graph import Graph
 from eyesim.workload.onnx.ops import ACTIVATIONS, MAC_OPS, TRANSPARENT_OPS, node_attrs
+from eyesim.workload.onnx.products import product_layer
+from eyesim.workload.onnx.transpose import conv_transpose_layer
 
 
 def convert_layers(graph: Graph) -> tuple[list[Layer], list[NotModelled], dict[str, LayerIO]]:
@@ -20,7 +23,12 @@ def convert_layers(graph: Graph) -> tuple[list[Layer], list[NotModelled], dict[s
     convs_bn = {conv: bn for bn, conv in batchnorms.items()}
     for index, node in enumerate(graph.nodes):
         name = graph.names[index]
-        if node.op_type in MAC_OPS:
+        if node.op_type == "ConvTranspose" or _is_product(graph, node):
+            layer, where = (conv_transpose_layer(graph, index) if node.op_type == "ConvTranspose"
+                            else product_layer(graph, index, node.output[0]))
+            layers.append(layer)
+            io[name] = replace(where, ofmap=_written(graph, node.output[0]))
+        elif node.op_type in MAC_OPS:
             if node.op_type == "Conv":
                 layers.append(_conv_layer(graph, index, folded_pads.get(index)))
             elif node.op_type == "Gemm":
@@ -35,6 +43,25 @@ def convert_layers(graph: Graph) -> tuple[list[Layer], list[NotModelled], dict[s
     return layers, not_modelled, io
 
 
+def _is_product(graph: Graph, node) -> bool:
+    """An Einsum, or a MatMul/Gemm whose second operand is an activation (products.py)."""
+    if node.op_type == "Einsum":
+        if len(node.input) != 2:
+            raise EyesimError(f"Einsum node {node.name!r} has {len(node.input)} operands; eyesim models two")
+        return True
+    if node.op_type == "MatMul":
+        return node.input[0] not in graph.const and node.input[1] not in graph.const
+    return node.op_type == "Gemm" and node.input[1] not in graph.const
+
+
+def _written(graph: Graph, ofmap: str) -> str:
+    """The ofmap as written to DRAM: after a directly following activation, as on the chip."""
+    use = graph.sole_consumer(ofmap)
+    if use is not None and graph.nodes[use[0]].op_type in ACTIVATIONS:
+        return graph.nodes[use[0]].output[0]
+    return ofmap
+
+
 def _layer_io(graph: Graph, index: int, pad_fold: tuple | None, batchnorm: int | None) -> LayerIO:
     """Where the layer's tensors are: for measuring densities and counting zeros from values."""
     node = graph.nodes[index]
@@ -43,10 +70,7 @@ def _layer_io(graph: Graph, index: int, pad_fold: tuple | None, batchnorm: int |
     if node.op_type == "MatMul" and node.input[1] not in graph.const:
         x_pos, w_pos = (1, 0)
     ifmap = pad_fold[1] if pad_fold else node.input[x_pos]
-    ofmap = graph.nodes[batchnorm].output[0] if batchnorm is not None else node.output[0]
-    use = graph.sole_consumer(ofmap)
-    if use is not None and graph.nodes[use[0]].op_type in ACTIVATIONS:
-        ofmap = graph.nodes[use[0]].output[0]  # written to DRAM after the activation, as on the chip
+    ofmap = _written(graph, graph.nodes[batchnorm].output[0] if batchnorm is not None else node.output[0])
     begins, ends = [0, 0], [0, 0]
     if node.op_type == "Conv":
         dims = graph.shape(index, 1)
@@ -120,8 +144,6 @@ def conv_pads(attrs: dict, spatial: list[int], kernel: list[int], strides: list[
 
 def _gemm_layer(graph: Graph, index: int) -> Layer:
     node, name = graph.nodes[index], graph.names[index]
-    if node.input[1] not in graph.const:
-        raise EyesimError(f"Gemm node {name!r}: its weight operand B ({node.input[1]!r}) is not constant")
     attrs = node_attrs(node)
     a_dims, b_dims = graph.shape(index, 0), graph.shape(index, 1)
     if len(a_dims) != 2 or len(b_dims) != 2:
@@ -137,11 +159,6 @@ def _gemm_layer(graph: Graph, index: int) -> Layer:
 def _matmul_layer(graph: Graph, index: int) -> Layer:
     node, name = graph.nodes[index], graph.names[index]
     right = node.input[1] in graph.const  # the constant is the right operand (x @ W)
-    if not right and node.input[0] not in graph.const:
-        raise EyesimError(
-            f"MatMul node {name!r} multiplies two non-constant tensors ({node.input[0]!r}, {node.input[1]!r}); "
-            "eyesim models MatMul only with a constant 2-D operand"
-        )
     w_pos, x_pos = (1, 0) if right else (0, 1)
     w_dims, x_dims = graph.shape(index, w_pos), graph.shape(index, x_pos)
     if len(w_dims) != 2:

@@ -28,7 +28,9 @@ def with_links(graph: Graph, io: dict[str, LayerIO]) -> dict[str, LayerIO]:
     for name, where in io.items():
         same = _same_downstream(graph, where.ofmap)
         readers = tuple(r for tensor in same for r in readers_of.get(tensor, ()))
+        act = where.weights not in graph.const  # an activation second operand is an fmap too
         links[name] = replace(where, ifmap_tensors=_same_upstream(graph, where.ifmap), ofmap_tensors=same,
+                              weights_tensors=_same_upstream(graph, where.weights) if act else (),
                               readers=readers, downstream=_downstream(graph, same, readers_of, set(readers)))
     return links
 

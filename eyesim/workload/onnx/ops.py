@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import onnx
 
-MAC_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+from eyesim.workload.onnx.proto import attribute_value
+
+MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"})
 _REDUCE_OPS = frozenset(
     {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
      "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
@@ -33,7 +35,7 @@ ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu"})
 TRANSPARENT_OPS = _UNARY_OPS | frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
 # Input positions that hold parameters (weights, shapes, axes, ...), never batch data.
 PARAM_INPUTS: dict[str, tuple[int, ...]] = {
-    "Conv": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "BatchNormalization": (1, 2, 3, 4),
+    "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "BatchNormalization": (1, 2, 3, 4),
     "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2), "GroupNormalization": (1, 2),
     "PRelu": (1,), "Clip": (1, 2), "Dropout": (1, 2), "Reshape": (1,), "Pad": (1, 2, 3), "Slice": (1, 2, 3, 4),
     "Resize": (1, 2, 3), "Upsample": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "Tile": (1,),
@@ -45,4 +47,4 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
 
 def node_attrs(node: onnx.NodeProto) -> dict:
     """A node's attributes by name, as Python values."""
-    return {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
+    return {attr.name: attribute_value(attr) for attr in node.attribute}
