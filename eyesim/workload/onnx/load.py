@@ -21,6 +21,7 @@ from eyesim.workload.onnx.external import check_external
 from eyesim.workload.onnx.graph import Graph
 from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
+from eyesim.workload.onnx.proto import read_model, tensor_type
 from eyesim.workload.onnx.shapes import infer_folding_shapes
 
 MIN_OPSET = 7
@@ -92,7 +93,7 @@ def _read(path: Path) -> onnx.ModelProto:
         raise EyesimError(f"{size:,} bytes: an ONNX file holds at most 2 GiB (protobuf's limit); larger models "
                           "keep their weights as external data")
     try:
-        proto = onnx.load(str(path), load_external_data=False)  # shape-only: values are read when used
+        proto = read_model(path)  # shape-only: values are read when used
     except Exception as err:  # protobuf DecodeError and friends
         raise EyesimError(f"not an ONNX file, or truncated (protobuf parse error: {first_line(err)})") from err
     check_external(proto, path.parent, need_files=False)  # the files are needed when values are read
@@ -113,7 +114,7 @@ def _import(work: onnx.ModelProto, name: str, batch: int, shapes: dict[str, tupl
     layers, not_modelled, io = convert_layers(graph)
     io = with_links(graph, io)
     if not layers:
-        raise EyesimError("no layer with MACs (Conv, Gemm or MatMul with a constant operand)")
+        raise EyesimError("no layer with MACs (Conv, ConvTranspose, Gemm, MatMul or Einsum)")
     inputs = {vi.name: tuple(graph.known_dims(vi.name) or ()) for vi in data_inputs}
     workload = Workload(model=name, batch=batch, layers=tuple(layers), not_modelled=tuple(not_modelled), io=io,
                         inputs=inputs)
@@ -167,7 +168,7 @@ def _weights_as_inputs(model: onnx.ModelProto) -> set[str]:
             keep.append(tensor)
             continue
         value_info = inputs.get(tensor.name) or graph.input.add(name=tensor.name)
-        value_info.type.CopyFrom(onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims)))
+        value_info.type.CopyFrom(tensor_type(tensor.data_type, list(tensor.dims)))
     graph.ClearField("initializer")
     graph.initializer.extend(keep)
     return params
@@ -193,6 +194,6 @@ def _check_known(node: onnx.NodeProto, name: str) -> None:
         raise EyesimError(f"unsupported op {node.domain}.{node.op_type} (node {name!r}): not an ai.onnx op")
     if node.op_type not in MAC_OPS and node.op_type not in NO_MAC_OPS:
         raise EyesimError(
-            f"unsupported op {node.op_type} (node {name!r}): eyesim knows Conv, Gemm, MatMul and the no-MAC "
-            "ops listed in eyesim/workload/onnx/ops.py"
+            f"unsupported op {node.op_type} (node {name!r}): eyesim knows Conv, ConvTranspose, Gemm, MatMul, "
+            "Einsum and the no-MAC ops listed in eyesim/workload/onnx/ops.py"
         )

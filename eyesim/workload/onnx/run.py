@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from eyesim.errors import EyesimError, first_line
 from eyesim.workload.onnx.arrays import read_arrays
 from eyesim.workload.onnx.external import load_external
+from eyesim.workload.onnx.proto import read_model
 
 CHUNK = 256  # samples per onnxruntime call when the batch dimension is free
 
@@ -52,7 +52,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     if not path.is_file():
         raise EyesimError(f"{path}: {'no such file' if not path.exists() else 'not a file'}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = read_model(path)  # onnx.load without onnx's helpers
     except Exception as err:  # protobuf DecodeError
         raise EyesimError(f"{path}: not an ONNX file, or truncated ({first_line(err)})") from err
     if not model.HasField("graph") or not model.graph.node:
@@ -107,6 +107,8 @@ def check_samples(model: onnx.ModelProto, samples: Samples) -> np.ndarray:
                           f"{vi.name!r} (N x {shown})")
     if x.dtype.kind not in "fiub":
         raise EyesimError(f"{samples.source}: samples must be numbers, got {x.dtype}")
+    from onnx import helper  # onnx's helpers pull ml_dtypes (~0.6 s): imported only where used
+
     dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
     return np.ascontiguousarray(x, dtype=dtype)
 
@@ -116,6 +118,7 @@ class Runner:
 
     def __init__(self, model: onnx.ModelProto, overridable: Iterable[str] = ()) -> None:
         import onnxruntime as ort
+        from onnx import helper
 
         work = copy.deepcopy(model)
         self.input = data_input(model).name
@@ -137,6 +140,8 @@ class Runner:
         """A session whose graph outputs include ``fetch`` (built once per set of fetched tensors)."""
         key = tuple(sorted(set(fetch) - {o.name for o in self._model.graph.output}))
         if key not in self._sessions:
+            from onnx import helper
+
             work = copy.deepcopy(self._model) if key else self._model
             for name in key:
                 work.graph.output.append(helper.make_tensor_value_info(name, self._types.get(name, 1), None))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from eyesim.errors import EyesimError, first_line
 from eyesim.workload.onnx.ops import NO_MAC_OPS, PARAM_INPUTS, node_attrs
+from eyesim.workload.onnx.proto import attribute_value, tensor_array
 
 _INFER_ERRORS = (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError)
 Dims = list[int | str | None]
 
 
 def add_initializer(model: onnx.ModelProto, name: str, value: np.ndarray) -> str:
+    from onnx import numpy_helper  # onnx's helpers pull ml_dtypes (~0.6 s): imported only where used
+
     model.graph.initializer.append(numpy_helper.from_array(value, name))
     if model.ir_version < 4:  # initializers must be graph inputs too
         model.graph.input.append(onnx.helper.make_tensor_value_info(name, model.graph.initializer[-1].data_type,
@@ -156,11 +158,11 @@ class Constants:
     def array(self, name: str) -> np.ndarray | None:
         try:
             if name in self.tensors:
-                return numpy_helper.to_array(self.tensors[name])
+                return tensor_array(self.tensors[name])
             if name in self.nodes:
                 attr = self.nodes[name].attribute[0]
-                value = onnx.helper.get_attribute_value(attr)
-                return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.array(value)
+                value = attribute_value(attr)  # not onnx.helper's: it pulls ml_dtypes
+                return tensor_array(value) if isinstance(value, onnx.TensorProto) else np.array(value)
         except (ValueError, TypeError, OSError, IndexError):  # external data not loaded, odd constants
             return None
         return None
