@@ -9,7 +9,11 @@ to win:
 - a branch whose lower bound already exceeds the best energy found;
 - for given (n, e, p, q, r, t), every m but the smallest one reaching the fewest m-chunks;
 - points whose n, q or r can be lowered by one without changing any count nor raising the
-  channel-level energy (the lower one fits wherever the higher one does, and wins the tie).
+  channel-level energy (the lower one fits wherever the higher one does, and wins the tie);
+- the rest of a p, r or q loop once a bound that only grows along the loop exceeds the best
+  (the pass part as p falls; the least channel part over q' <= q, r' <= r as r or q falls);
+- q*r above the GLB cap for n = 1 (no n fits there).
+The strip height runs e = 1, E, 2, E - 1, ... so that a good energy is found early.
 
 ``psum_extra`` (optional, per q) is channel-level energy that depends on q itself rather than on the
 chunk counts: exact psum gating (the cost package's ``energy.psum_extra``).
@@ -24,6 +28,8 @@ from eyesim.dataflow import indices as ix
 from eyesim.dataflow.counts import count_channel_level, count_pass_level, count_tile_level
 from eyesim.dataflow.geometry import ceil_div, rows_over_strips
 from eyesim.dataflow.legality import rf_violation, sets_that_fit
+
+ONE = np.int64(1)  # passed for a constant 1: a literal 1 would compile the callee a second time, typed Literal[int]
 
 
 @njit(cache=True)
@@ -98,11 +104,28 @@ def _tile_bound(layer, hw, e, pt, rows_e, rows_total, cols, cost, scratch) -> fl
     for n in range(1, N + 1):
         if _lowering_keeps_counts(N, n):
             continue
-        m = best_m(n, e, pt, 1, layer, rows_e, cols, hw)
+        m = best_m(n, e, pt, ONE, layer, rows_e, cols, hw)
         if m == 0:
             break
         lowest = min(lowest, _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch))
     return lowest
+
+
+@njit(cache=True)
+def _fit_cap(layer, hw, e, pt, rows_e, cols) -> int:
+    """Largest q*r (<= C) whose ifmap strip still leaves n = 1 a legal m in the GLB; 0 if none.
+
+    best_m(1, ..., qr) > 0 is monotone in qr (more ifmap leaves less room), so a bisection finds
+    the edge, and a larger n leaves even less room: no q*r above the cap fits any n.
+    """
+    lo, hi = 0, layer[ix.L_C]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if best_m(ONE, e, pt, mid, layer, rows_e, cols, hw) > 0:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 @njit(cache=True)
@@ -127,7 +150,7 @@ def _channel_tables(layer, hw, cost, scratch, psum_extra):
     """Channel-level energy for every (q, r), and its running minimum over q' <= q, r' <= r."""
     C, R, S = layer[ix.L_C], layer[ix.L_R], layer[ix.L_S]
     q_cap = 0
-    while q_cap < C and rf_violation(1, q_cap + 1, S, hw) == ix.OK:
+    while q_cap < C and rf_violation(ONE, q_cap + 1, S, hw) == ix.OK:
         q_cap += 1
     r_cap = min(C, hw[ix.HW_ROWS] * hw[ix.HW_COLS] // R)
     energy = np.full((q_cap + 1, r_cap + 1), np.inf)
@@ -160,21 +183,27 @@ def search_layer(layer, hw, rows_table, cols, cost, mac_cost, psum_extra=None):
             q -= 1
         q_max_of_p[p] = q
     tile_bounds = np.empty(M + 1)  # per p*t, for the current e
+    fit_caps = np.empty(M + 1, dtype=np.int64)  # per p*t, for the current e
     evaluated = 0
-    for e in range(E, 0, -1):  # large strips and wide splits first: a good bound early
+    for i in range(E):  # e = 1, E, 2, E - 1, ...: the optimum is mostly near one end (a good bound early)
+        e = E - i // 2 if i % 2 else 1 + i // 2
         n_sets = sets_that_fit(R, e, hw[ix.HW_ROWS], hw[ix.HW_COLS])
         rows_e = rows_table[e]
         rows_total = rows_over_strips(layer, rows_table, e)
         tile_floor = _tile_energy(layer, hw, e, rows_total, cols, N, M, cost, scratch)  # one n- and m-chunk
         tile_bounds[:] = -1.0
+        fit_caps[:] = -1
         for t in range(min(n_sets, M), 0, -1):
             r_max = min(n_sets // t, C)
+            chan_floor = chan_lowest[q_cap, r_max]  # q_max_of_p[p] <= q_cap for every p
             for p in range(M // t, 0, -1):
                 q_max = q_max_of_p[p]
                 if q_max == 0:
                     continue
                 pt = p * t
                 pass_e = _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch)
+                if (pass_e + chan_floor) + tile_floor > best_energy:
+                    break  # a smaller p has no lower pass energy (ceil(M/(p*t)), ceil(M/p) grow)
                 if (pass_e + chan_lowest[q_max, r_max]) + tile_floor > best_energy:
                     continue
                 if tile_bounds[pt] < 0:
@@ -182,8 +211,15 @@ def search_layer(layer, hw, rows_table, cols, cost, mac_cost, psum_extra=None):
                 tile_bound = tile_bounds[pt]
                 if (pass_e + chan_lowest[q_max, r_max]) + tile_bound > best_energy:
                     continue
-                for r in range(r_max, 0, -1):
-                    for q in range(min(q_max, C // r), 0, -1):
+                if fit_caps[pt] < 0:  # only now: most (e, p*t) never get here
+                    fit_caps[pt] = _fit_cap(layer, hw, e, pt, rows_e, cols)
+                fit_cap = fit_caps[pt]
+                for r in range(min(r_max, fit_cap), 0, -1):
+                    if (pass_e + chan_lowest[q_max, r]) + tile_bound > best_energy:
+                        break  # chan_lowest only grows as r falls
+                    for q in range(min(q_max, C // r, fit_cap // r), 0, -1):
+                        if (pass_e + chan_lowest[q, r]) + tile_bound > best_energy:
+                            break  # and as q falls
                         if (_lowering_keeps_counts(C, q) and ceil_div(C, (q - 1) * r) == ceil_div(C, q * r)
                                 and chan_energy[q - 1, r] <= chan_energy[q, r]):
                             continue
@@ -203,5 +239,6 @@ def search_layer(layer, hw, rows_table, cols, cost, mac_cost, psum_extra=None):
                             mp[0], mp[1], mp[2], mp[3], mp[4], mp[5], mp[6] = m, n, e, p, q, r, t
                             if _key_less(energy, mp, best_energy, best):
                                 best_energy = energy
-                                best[:] = mp
+                                for k in range(7):  # not best[:] = mp: its shape-check message costs seconds of compile
+                                    best[k] = mp[k]
     return best, best_energy, evaluated
