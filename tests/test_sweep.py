@@ -336,3 +336,101 @@ def test_swept_totals_never_rise_with_the_glb(tmp_path):
     for _, group in totals.groupby("batch"):
         energy = group["energy_total"].to_numpy()
         assert np.all(np.diff(energy) <= 1e-9 * energy[:-1])
+
+
+# --- streamed output, kept layer results, Dask batching (issue 14) ----------------------------------------------
+
+
+def test_kept_layer_results_change_nothing(tmp_path):
+    """Whole layer results reused across pure-capacity changes; time fields, staging and batch still vary."""
+    texts = ("glb.size_kb=64,108,256", "glb.filter_kb=0,16", "array=12x14,16x16", "clock_mhz=100,200",
+             "dram.link_bits=32,64", "batch=1,2")
+    job = make_job(ALEXNET, CHIP, grid(*texts))
+    run_sweep(job, tmp_path / "reuse.parquet", workers=1)
+    run_sweep(make_job(ALEXNET, CHIP, grid(*texts), reuse=False), tmp_path / "fresh.parquet", workers=1)
+    pd.testing.assert_frame_equal(read_sweep(tmp_path / "reuse.parquet"), read_sweep(tmp_path / "fresh.parquet"))
+
+
+def test_chunk_tables_equal_the_dataframe_rows():
+    """The Arrow table a worker builds equals evaluate_chunk's DataFrame (invalid configurations included)."""
+    from eyesim.sweep.job import evaluate_chunk, evaluate_rows
+    from eyesim.sweep.output import import_pyarrow
+
+    pa = import_pyarrow()
+    job = make_job(ALEXNET, CHIP, grid("glb.size_kb=4,108", "glb.filter_kb=0,8", "array.rows=8,12"), reuse=False)
+    indices = list(range(len(job.grid)))
+    chunk = evaluate_rows(job, indices)
+    expected = pa.Table.from_pandas(evaluate_chunk(job, indices), preserve_index=False)
+    assert chunk.table.column_names == expected.column_names
+    assert chunk.table.equals(expected.replace_schema_metadata(None))
+    assert (chunk.configurations, chunk.layers) == (8, 3 * LAYERS)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_streamed_output_equals_the_one_written_at_once(tmp_path, suffix):
+    """Written a few rows at a time (small row groups, merged into the file each time) or all at the end:
+    the same file contents, in configuration order, also when a first run left part of it."""
+    from eyesim.sweep import sink
+
+    texts = ("glb.size_kb=32,64,108,256", "array=12x14,16x16", "batch=1,4")
+    once = tmp_path / f"once{suffix}"
+    run_sweep(make_job(ALEXNET, CHIP, grid(*texts)), once, workers=1, flush_seconds=1e9)
+    streamed = tmp_path / f"streamed{suffix}"
+    job = make_job(ALEXNET, CHIP, grid(*texts[:2], "batch=4"))  # a first run: part of the grid
+    run_sweep(job, streamed, workers=1, chunk_size=3, pending_rows=10)
+    saved = sink._BATCH_ROWS
+    sink._BATCH_ROWS = 7  # several row groups, each merged with new configurations
+    try:
+        done = run_sweep(make_job(ALEXNET, CHIP, grid(*texts)), streamed, workers=1, chunk_size=2, pending_rows=20)
+    finally:
+        sink._BATCH_ROWS = saved
+    assert (done.skipped, done.evaluated) == (8, 8)
+    pd.testing.assert_frame_equal(read_sweep(streamed), read_sweep(once))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.ParquetFile(streamed).num_row_groups > 1
+
+
+MEMORY_SCRIPT = """
+import sys, tracemalloc
+import pyarrow as pa
+from eyesim.sweep import Grid, make_job, parse_vary, run_sweep, sink
+sink._BATCH_ROWS = 50
+warm = make_job(sys.argv[1], sys.argv[2], Grid((parse_vary("glb.size_kb=100"),)))
+run_sweep(warm, sys.argv[4] + "/warm.parquet", workers=1)  # imports and kernels before the count
+job = make_job(sys.argv[1], sys.argv[2], Grid((parse_vary(f"glb.size_kb=100:{99 + int(sys.argv[3])}"),)))
+tracemalloc.start()
+run_sweep(job, sys.argv[4] + "/s.parquet", workers=1, pending_rows=50, chunk_size=5)
+print(tracemalloc.get_traced_memory()[1], pa.default_memory_pool().max_memory())
+"""
+
+
+def test_a_streamed_sweeps_memory_does_not_grow_with_the_grid(tmp_path):
+    """Peak Python and Arrow memory of a streamed Parquet sweep of 60 and of 240 configurations (a fresh process
+    each): bounded by the rows written at once and one row group, not by the grid (the done set aside)."""
+    import subprocess
+    import sys
+
+    model = str(ROOT / "models_onnx" / "lenet5-mnist.onnx")
+    peaks = []
+    for configs in (60, 240):
+        folder = tmp_path / str(configs)
+        folder.mkdir()
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, model, CHIP, str(configs), str(folder)],
+                             capture_output=True, text=True, check=True, cwd=ROOT)
+        peaks.append([int(v) for v in out.stdout.split()])
+        assert len(read_sweep(folder / "s.parquet")) == configs * len(read_sweep(folder / "warm.parquet"))
+    (small_py, small_arrow), (big_py, big_arrow) = peaks
+    # Python: only per-configuration bookkeeping (keys, and built hardware: a cache of at most 4,096) grows
+    assert big_py - small_py < 180 * 5_000, peaks  # 4x the configurations
+    assert big_arrow < 1.5 * small_arrow + 2**20, peaks
+
+
+def test_a_dask_cluster_reports_its_start_up_apart(tmp_path):
+    pytest.importorskip("dask.distributed")
+    done = run_sweep(make_job(ALEXNET, CHIP, grid("glb.size_kb=32,108", "batch=1,4")), tmp_path / "d.parquet",
+                     dask_workers=2)
+    assert done.workers == 2 and 0 < done.startup_seconds < done.seconds
+    pd.testing.assert_frame_equal(read_sweep(tmp_path / "d.parquet"),
+                                  sweep_to(tmp_path / "s.parquet", "glb.size_kb=32,108", "batch=1,4"))

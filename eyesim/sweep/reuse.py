@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,9 @@ _CAPACITY = np.array([df.HW_ROWS, df.HW_COLS, df.HW_RF_BITS, df.HW_RF_FILTER, df
                       df.HW_GLB_BITS])
 _CAPACITY_FIELDS = ("array.", "rf.", "glb.size_kb", "glb.filter_kb")  # enter the search through _CAPACITY only
 _TIME_ONLY_FIELDS = ("name", "clock_mhz", "dram.", "energy.pj_per_unit", "energy.provenance.")  # not the search
-_CANDIDATES = 4  # dominating entries tried before a full search
+_PURE_CAPACITY_FIELDS = ("array.", "rf.", "glb.size_kb")  # only decide legality: not in a mapping's result
+_CANDIDATES = 4
+_RESULTS = 20_000  # layer results kept (a few kB each)  # dominating entries tried before a full search
 
 
 class ReuseMemo:
@@ -35,10 +38,30 @@ class ReuseMemo:
         self._size = 0
         self.hits = 0  # lookups answered
         self._entries: dict[bytes, _Entries] = {}
+        self._results: dict[bytes, Any] = {}  # whole layer results, by layer, mapping and all but capacities
 
     def clear(self) -> None:
         self._entries.clear()
+        self._results.clear()
         self._size = 0
+
+    @staticmethod
+    def result_context(context: tuple[bytes, np.ndarray], overrides: dict[str, Number]) -> bytes:
+        """What a layer's result depends on besides its mapping: the search's context and the fields that
+        enter the time (clock, DRAM link, GLB filter staging), never the pure capacities."""
+        timed = sorted((p, v) for p, v in overrides.items() if not p.startswith(_PURE_CAPACITY_FIELDS))
+        return context[0] + b"\0" + repr(timed).encode()
+
+    def layer_result(self, context: bytes, layer: bytes, mapping: Mapping) -> Any:
+        """The layer's whole result under ``mapping`` when one was kept for this context (else None)."""
+        return self._results.get(context + layer + mapping.vector().tobytes())
+
+    def keep(self, context: bytes, layer: bytes, result: Any) -> None:
+        """Keep a layer's result for configurations that differ from this one in pure capacities only (at most
+        ``_RESULTS`` of them: a grid over clocks makes a new context per configuration, and memory must not grow)."""
+        if len(self._results) >= _RESULTS:
+            self._results.clear()
+        self._results[context + layer + result.mapping.vector().tobytes()] = result
 
     @staticmethod
     def context(target: Target, overrides: dict[str, Number]) -> tuple[bytes, np.ndarray]:

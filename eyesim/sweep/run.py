@@ -27,6 +27,9 @@ def _one_writer(run: Callable[..., SweepSummary]) -> Callable[..., SweepSummary]
     return locked
 
 
+PENDING_ROWS = 100_000  # rows computed but not yet written: with one row group read back, the memory of a sweep
+
+
 @dataclass(frozen=True)
 class SweepSummary:
     """What a run did."""
@@ -37,34 +40,37 @@ class SweepSummary:
     evaluated: int  # configurations evaluated by this run
     invalid: int  # of those, invalid ones
     layer_evaluations: int  # (configuration, layer) pairs estimated by this run
-    seconds: float
+    seconds: float  # start-up included
     workers: int
+    startup_seconds: float = 0.0  # reading the output, starting the workers (a Dask cluster: warmed up)
 
 
 @_one_writer
 def run_sweep(job: SweepJob, output: str | os.PathLike[str], *, workers: int | None = None,
               scheduler: str | None = None, dask_workers: int | None = None, scheduler_timeout: float = 10.0,
               chunk_size: int | None = None, progress: bool = False, flush_seconds: float = 5.0,
-              on_chunk: Callable[[int], None] | None = None) -> SweepSummary:
+              on_chunk: Callable[[int], None] | None = None, pending_rows: int = PENDING_ROWS) -> SweepSummary:
     """Evaluate every configuration of ``job`` not yet in ``output`` and write them there.
 
     Runs serially (``workers=1``), on ``workers`` local processes (default: all cores), on the Dask
     scheduler at ``scheduler``, or on a LocalCluster of ``dask_workers`` processes. The file is
-    rewritten (atomically) at most every ``flush_seconds`` and at the end; its rows are sorted by
-    configuration, so the result does not depend on how the work was split.
+    rewritten (atomically) at most every ``flush_seconds``, when ``pending_rows`` rows wait, and at the end;
+    its rows are sorted by configuration, so the result does not depend on how the work was split.
     """
     start = time.perf_counter()
     sink = Sink(Path(output), job)
     sink.remove_stale_temps()
     keys = list(job.grid.keys())  # largest values first: their optima are reused by the smaller configurations
     todo = sorted((i for i, key in enumerate(keys) if key not in sink.done), key=keys.__getitem__, reverse=True)
-    backend = open_backend(job, len(todo), workers, scheduler, dask_workers, scheduler_timeout)
+    backend = open_backend(job, len(todo), workers, scheduler, dask_workers, scheduler_timeout,
+                           todo[0] if todo else None)
+    started = time.perf_counter() - start
     counts = _Counts()
     try:
         futures = [backend.submit(chunk) for chunk in _chunks(todo, chunk_size or _chunk_size(len(todo),
                                                                                                 backend.workers))]
         with _progress_bar(len(todo), progress) as bar:
-            for chunk in _collect(backend, futures, sink, flush_seconds):
+            for chunk in _collect(backend, futures, sink, flush_seconds, pending_rows):
                 counts.add(chunk)
                 bar.update(chunk.configurations)
                 if on_chunk is not None:
@@ -76,7 +82,7 @@ def run_sweep(job: SweepJob, output: str | os.PathLike[str], *, workers: int | N
         finally:
             backend.close()
     return SweepSummary(sink.path, len(job.grid), len(job.grid) - len(todo), counts.configurations, counts.invalid,
-                        counts.layers, time.perf_counter() - start, backend.workers)
+                        counts.layers, time.perf_counter() - start, backend.workers, started)
 
 
 @dataclass
@@ -91,14 +97,15 @@ class _Counts:
         self.layers += chunk.layers
 
 
-def _collect(backend: Any, futures: list[Any], sink: Sink, flush_seconds: float) -> Iterator[Chunk]:
-    """Each finished chunk, added to the sink; the file is rewritten when due (at most a fifth of the time)."""
+def _collect(backend: Any, futures: list[Any], sink: Sink, flush_seconds: float, pending_rows: int) -> Iterator[Chunk]:
+    """Each finished chunk, added to the sink; the file is rewritten when due (at most a fifth of the time) or
+    when ``pending_rows`` rows wait in memory (what bounds the memory of a streamed Parquet sweep)."""
     last, write_s = time.monotonic(), 0.0
     for future in backend.completed(futures):
         chunk = future.result()
         sink.add(chunk.table)
         yield chunk
-        if time.monotonic() - last >= max(flush_seconds, 4 * write_s):
+        if time.monotonic() - last >= max(flush_seconds, 4 * write_s) or sink.pending_rows >= pending_rows:
             began = time.monotonic()
             sink.write()
             last, write_s = time.monotonic(), time.monotonic() - began

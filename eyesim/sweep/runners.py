@@ -106,7 +106,8 @@ class _Processes:
 class _Dask:
     """A Dask distributed client: an existing scheduler, or a LocalCluster started (and closed) here."""
 
-    def __init__(self, job: SweepJob, scheduler: str | None, dask_workers: int | None, timeout: float) -> None:
+    def __init__(self, job: SweepJob, scheduler: str | None, dask_workers: int | None, timeout: float,
+                 warm: int | None = None) -> None:
         distributed = _import_dask()
         self._cluster = None
         if scheduler is None:
@@ -116,8 +117,13 @@ class _Dask:
         else:
             self._client = _connect(distributed, scheduler, timeout)
         self._distributed = distributed
-        self.workers = max(1, len(self._client.scheduler_info().get("workers", {})))
+        addresses = list(self._client.scheduler_info().get("workers", {}))
+        self.workers = max(1, len(addresses))
         self._job = self._client.scatter(job, broadcast=True)
+        if warm is not None:  # every worker imports eyesim, loads the kernels and seeds its memo before the clock
+            warming = [self._client.submit(evaluate_rows, self._job, [warm], pure=False, workers=[a],
+                                           allow_other_workers=False) for a in addresses]
+            distributed.wait(warming)
 
     def submit(self, indices: Sequence[int]) -> Any:
         return self._client.submit(evaluate_rows, self._job, list(indices), pure=False)
@@ -149,7 +155,9 @@ def _connect(distributed: Any, scheduler: str, timeout: float) -> Any:
 
 
 def open_backend(job: SweepJob, todo: int, workers: int | None, scheduler: str | None, dask_workers: int | None,
-             timeout: float) -> _Serial | _Processes | _Dask:
+                 timeout: float, warm: int | None = None) -> _Serial | _Processes | _Dask:
+    """The runner of ``todo`` configurations; a Dask cluster's workers first evaluate configuration ``warm``
+    (start-up: imports, kernels, the memo seeded with the largest configuration), so the sweep's clock starts warm."""
     if scheduler is not None and dask_workers is not None:
         raise EyesimError("give either --scheduler (an existing Dask cluster) or --dask-workers (a local one)")
     if todo == 0:
@@ -157,7 +165,7 @@ def open_backend(job: SweepJob, todo: int, workers: int | None, scheduler: str |
     if scheduler is not None or dask_workers is not None:
         if dask_workers is not None and dask_workers < 1:
             raise EyesimError(f"--dask-workers must be >= 1, got {dask_workers}")
-        return _Dask(job, scheduler, dask_workers, timeout)
+        return _Dask(job, scheduler, dask_workers, timeout, warm)
     count = workers if workers is not None else (os.cpu_count() or 1)
     if count < 1:
         raise EyesimError(f"--workers must be >= 1, got {count}")

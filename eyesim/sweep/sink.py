@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import json
 import os
@@ -145,7 +146,13 @@ def _reason(err: OSError) -> str:
 
 
 class Sink:
-    """The output file: what it already holds, and chunks added and written atomically (whole file)."""
+    """The output file: what it already holds, and chunks added and written atomically (whole file).
+
+    Parquet is streamed: the file on disk is the sorted record of what is done, and each write merges the
+    pending chunks (sorted) into it row group by row group, into a temporary file renamed over it, so memory
+    holds one row group of the file and the pending rows, whatever the size of the study. A CSV is rewritten
+    from a table kept in memory (reading a CSV back in pieces would guess its column types per piece).
+    """
 
     def __init__(self, path: Path, job: SweepJob) -> None:
         self.path = path
@@ -154,31 +161,61 @@ class Sink:
         self._columns = list(job.grid.columns)
         self._tables: list[Any] = []
         self._pending = 0
+        self.pending_rows = 0
         self.done: set[tuple[Number, ...]] = set()
         if not path.parent.is_dir():
             raise EyesimError(f"{path}: the folder {path.parent} does not exist")
         self._target = path.resolve()  # a symlinked output is written through, not replaced by a file
+        self._on_disk = False  # the target holds rows this sink merges into (Parquet)
         if self._target.exists():
-            self._adopt(read_table(self._target), job)
+            if self.format == "parquet":
+                self._adopt_parquet(job)
+            else:
+                self._adopt(read_table(self._target), job)
+
+    def _check(self, names: list[str], ids: set, model: object, job: SweepJob) -> None:
+        if "sweep_id" not in names or "layer" not in names or "model" not in names:
+            raise EyesimError(f"{self.path}: exists and is not an eyesim sweep output; refusing to overwrite it")
+        if ids and (ids != {job.sweep_id} or not set(self._columns) <= set(names)):
+            theirs = ", ".join(config_columns(names))
+            ours = ", ".join(job.grid.columns)
+            raise EyesimError(f"{self.path}: holds another sweep (model {model}, swept {theirs}; "
+                              f"this one: model {job.model}, swept {ours}, or other base hardware or area "
+                              "constants); refusing to mix them, choose another output file")
 
     def _adopt(self, table: Any, job: SweepJob) -> None:
         names = table.column_names
-        if "sweep_id" not in names or "layer" not in names or "model" not in names:
-            raise EyesimError(f"{self.path}: exists and is not an eyesim sweep output; refusing to overwrite it")
-        ids = set(table.column("sweep_id").unique().to_pylist())
-        if ids != {job.sweep_id} and table.num_rows:
-            theirs = ", ".join(config_columns(names))
-            ours = ", ".join(job.grid.columns)
-            raise EyesimError(f"{self.path}: holds another sweep (model {table.column('model')[0]}, swept {theirs}; "
-                              f"this one: model {job.model}, swept {ours}, or other base hardware or area "
-                              "constants); refusing to mix them, choose another output file")
-        totals = table.filter(self._pa.compute.equal(table.column("layer"), TOTAL)).select(self._columns)
-        self.done = set(zip(*(totals.column(c).to_pylist() for c in self._columns), strict=True))
+        ids = set(table.column("sweep_id").unique().to_pylist()) if "sweep_id" in names else set()
+        self._check(names, ids, table.column("model")[0] if ids else None, job)
+        self.done = self._keys(table)
         self._tables.append(table)
+
+    def _adopt_parquet(self, job: SweepJob) -> None:
+        """What a Parquet output holds, read a batch of its sweep_id, model, layer and configuration at a time."""
+        pa = self._pa
+        try:
+            parquet = pa.parquet.ParquetFile(self._target)
+            names = parquet.schema_arrow.names
+            self._check(names, {"?"} if "sweep_id" not in names else set(), None, job)
+            wanted = ["sweep_id", "model", "layer", *(c for c in self._columns if c in names)]
+            ids, model = set(), None
+            for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
+                ids |= set(batch.column(0).unique().to_pylist())
+                model = batch.column(1)[0] if model is None and batch.num_rows else model
+                self._check(names, ids, model, job)
+                self.done |= self._keys(pa.Table.from_batches([batch]))
+        except (OSError, pa.ArrowException) as err:
+            raise EyesimError(f"{self.path}: cannot read as parquet ({' '.join(str(err).split())[:200]})") from None
+        self._on_disk = True
+
+    def _keys(self, table: Any) -> set[tuple[Number, ...]]:
+        totals = table.filter(self._pa.compute.equal(table.column("layer"), TOTAL)).select(self._columns)
+        return set(zip(*(totals.column(c).to_pylist() for c in self._columns), strict=True))
 
     def add(self, table: Any) -> None:
         self._tables.append(table)
         self._pending += 1
+        self.pending_rows += table.num_rows
 
     @property
     def pending(self) -> bool:
@@ -195,21 +232,63 @@ class Sink:
         """Merge, sort by configuration and replace the file in one step (a kill leaves the old one)."""
         if not self._tables:
             return
-        table = self._pa.concat_tables(self._tables, promote_options="permissive")
-        table = table.sort_by([(c, "ascending") for c in self._columns])
-        self._tables = [table]
         temp = self._target.with_name(f".{self._target.name}.{os.getpid()}.tmp")
         try:
             with open(temp, "wb") as out:
                 if self.format == "parquet":
-                    self._pa.parquet.write_table(table, out)
+                    self._write_parquet(out)
                 else:
-                    self._pa.csv.write_csv(map_text(self._pa, table, safe_cell), out,
-                                           self._pa.csv.WriteOptions(quoting_style="needed"))
+                    self._write_csv(out)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temp, self._target)
         except OSError as err:
             temp.unlink(missing_ok=True)
             raise EyesimError(f"{self.path}: cannot write ({err.strerror or err})") from None
-        self._pending = 0
+        except self._pa.ArrowException as err:  # the file changed under us since it was read
+            temp.unlink(missing_ok=True)
+            raise EyesimError(f"{self.path}: cannot merge into it ({' '.join(str(err).split())[:200]})") from None
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        if self.format == "parquet":
+            self._tables, self._on_disk = [], True
+        self._pending = self.pending_rows = 0
+
+    def _write_csv(self, out: Any) -> None:
+        table = self._pa.concat_tables(self._tables, promote_options="permissive")
+        table = table.sort_by([(c, "ascending") for c in self._columns])
+        self._tables = [table]
+        self._pa.csv.write_csv(map_text(self._pa, table, safe_cell), out,
+                               self._pa.csv.WriteOptions(quoting_style="needed"))
+
+    def _write_parquet(self, out: Any) -> None:
+        """The file's rows and the pending ones, merged in configuration order, one row group at a time."""
+        pa = self._pa
+        new = pa.concat_tables(self._tables, promote_options="permissive")
+        new = new.sort_by([(c, "ascending") for c in self._columns])
+        old = pa.parquet.ParquetFile(self._target) if self._on_disk else None
+        schemas = [old.schema_arrow] if old is not None else []
+        schema = pa.unify_schemas([*schemas, new.schema], promote_options="permissive").remove_metadata()
+        keys = list(zip(*(new.column(c).to_pylist() for c in self._columns), strict=True))
+        at = 0
+        with pa.parquet.ParquetWriter(out, schema) as writer:
+            for batch in old.iter_batches(batch_size=_BATCH_ROWS) if old is not None else ():
+                piece = pa.Table.from_batches([batch])
+                last = tuple(piece.column(c)[-1].as_py() for c in self._columns)
+                end = bisect.bisect_right(keys, last, lo=at)  # new configurations before the batch's last one
+                merged = pa.concat_tables([_conform(pa, piece, schema), _conform(pa, new.slice(at, end - at), schema)])
+                writer.write_table(merged.sort_by([(c, "ascending") for c in self._columns]), _BATCH_ROWS)
+                at = end
+            if at < len(keys) or old is None:
+                writer.write_table(_conform(pa, new.slice(at), schema), _BATCH_ROWS)
+
+
+_BATCH_ROWS = 65_536  # rows per Parquet row group, and per batch read back while merging
+
+
+def _conform(pa: Any, table: Any, schema: Any) -> Any:
+    """``table`` with ``schema``'s columns in its order (nulls where it has none), cast to its types."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
