@@ -327,7 +327,8 @@ def test_a_killed_sweep_leaves_no_workers_and_a_readable_file(tmp_path, runner):
         pytest.importorskip("dask.distributed")
     output = tmp_path / "s.parquet"
     proc = subprocess.Popen([sys.executable, "-m", "eyesim", "sweep", str(ALEXNET), "--hw", str(CHIP), "--vary",
-                             "glb.size_kb=32:512:32", "--vary", "rf.filter_words=64:4096:64", "--no-reuse", "-o",
+                             "glb.size_kb=32:512:32", "--vary", "rf.filter_words=64:4096:64", "--vary", "batch=1:16",
+                             "--no-reuse", "-o",
                              str(output), *runner, "--quiet"], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -343,7 +344,7 @@ def test_a_killed_sweep_leaves_no_workers_and_a_readable_file(tmp_path, runner):
         time.sleep(0.1)
     assert not [w for w in workers if _alive(w)], "workers outlived the killed sweep"
     frame = read_sweep(output)  # written by rename only: never half a file
-    rows = frame.groupby(["glb.size_kb", "rf.filter_words"])["status"].agg(["size", "first"])
+    rows = frame.groupby(["glb.size_kb", "rf.filter_words", "batch"])["status"].agg(["size", "first"])
     assert len(rows) > 0  # complete configurations only: 8 layers and TOTAL, or an invalid one's TOTAL alone
     assert all(n == 9 or (n == 1 and status != "ok") for n, status in rows.itertuples(index=False))
 
