@@ -97,13 +97,23 @@ def _weights(path: str | os.PathLike[str] | onnx.ModelProto, workload: Workload,
 
 def evaluate_chunk(job: SweepJob, indices: Sequence[int]) -> pd.DataFrame:
     """Rows of the configurations ``indices``: each layer, then ``TOTAL``; an invalid one gets one row."""
-    sweep_id = job.sweep_id
+    return _frame(job, *_evaluated(job, indices))
+
+
+def _evaluated(job: SweepJob, indices: Sequence[int]) -> tuple[list[tuple], list[list[dict]]]:
+    """Per configuration: its head (id, model, grid values, status, area) and its layer rows."""
+    sweep_id = job.sweep_id  # a hash of the whole job: once per chunk
     heads, bodies = [], []
     for index in indices:
         key = job.grid.key(index)
         status, area, body = _evaluate_config(job, key)
         heads.append((sweep_id, job.model, *key, status, *area))
         bodies.append(body)
+    return heads, bodies
+
+
+def _frame(job: SweepJob, heads: list[tuple], bodies: list[list[dict]]) -> pd.DataFrame:
+    """The rows of evaluated configurations as a DataFrame, the head repeated on each of its layer rows."""
     counts = np.array([len(body) for body in bodies])
     columns = [*HEAD, *job.grid.columns, "status", *AREA_COLUMNS]
     head = pd.DataFrame(heads, columns=columns).iloc[np.repeat(np.arange(len(heads)), counts)]
@@ -129,17 +139,12 @@ def evaluate_rows(job: SweepJob, indices: Sequence[int]) -> Chunk:
     Built column by column from the rows (no DataFrame): a sixth of a configuration's time went to pandas.
     Types are those ``evaluate_chunk`` gives through ``Table.from_pandas`` (NaN and None are null).
     """
-    sweep_id, pa = job.sweep_id, import_pyarrow()
-    heads, bodies = [], []
-    for index in indices:
-        key = job.grid.key(index)
-        status, area, body = _evaluate_config(job, key)
-        heads.append((sweep_id, job.model, *key, status, *area))
-        bodies.append(body)
+    pa = import_pyarrow()
+    heads, bodies = _evaluated(job, indices)
     try:
         table = _arrow_rows(pa, job, heads, bodies)
     except (pa.ArrowException, OverflowError, TypeError):  # an integer beyond 64 bits: as pandas stores it
-        table = pa.Table.from_pandas(evaluate_chunk(job, indices), preserve_index=False)
+        table = pa.Table.from_pandas(_frame(job, heads, bodies), preserve_index=False)
     invalid = sum(head[len(HEAD) + len(job.grid.columns)] != OK_STATUS for head in heads)
     return Chunk(table, len(heads), invalid, sum(len(body) for body in bodies) - len(bodies))
 
