@@ -211,7 +211,7 @@ def best_mapping(layer: Layer, target: Target, cache: SearchCache | None = None,
     mac = target.mac_cost if mac is None else mac
     lv = layer_vector(layer)
     extra = psum_extra(layer, cost, skips)
-    key = lv.tobytes() + cost.tobytes() + np.float64(mac).tobytes() + (b"" if extra is None else extra.tobytes())
+    key = lv.tobytes() + cost.tobytes() + np.float64(mac).tobytes() + extra.tobytes()
     if cache is not None and key in cache:
         return cache[key]
     best, energy, evaluated = search_layer(lv, target.vec, df.strip_rows_table(lv), df.used_cols(lv), cost, mac,

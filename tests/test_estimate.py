@@ -129,7 +129,7 @@ def test_reported_energy_equals_the_search_objective():
     for lr in result.layers:
         lv = layer_vector(lr.layer)
         objective = mapping_energy(lv, target.vec, lr.mapping.vector(), df.strip_rows_table(lv), df.used_cols(lv),
-                                   target.cost, target.mac_cost)
+                                   target.cost, target.mac_cost, np.zeros(0))
         assert lr.energy.total == pytest.approx(objective * lr.layer.G, rel=1e-12)
         assert np.all(lr.energy.counts >= 0)
 

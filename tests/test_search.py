@@ -15,9 +15,10 @@ from eyesim.workload import Layer, out_size
 from tests.layers import small_hw_vectors, small_layers, tilings
 
 COST = np.outer([200.0, 6.0, 2.0, 1.0], [1.0, 1.0, 1.0])
+NO_EXTRA = np.zeros(0)  # no exact psum gating
 
 
-def brute_force(lv, hw, rows, cols, cost, mac_cost, psum_extra=None):
+def brute_force(lv, hw, rows, cols, cost, mac_cost, psum_extra=NO_EXTRA):
     """Scan every (m, n, e, p, q, r, t) in lexicographic order; keep the first strictly better legal one."""
     N, C, M, E = lv[df.L_N], lv[df.L_C], lv[df.L_M], lv[df.L_E]
     best, best_energy = None, np.inf
@@ -34,7 +35,7 @@ def brute_force(lv, hw, rows, cols, cost, mac_cost, psum_extra=None):
 
 
 def search(lv, hw, cost, mac_cost=1.0):
-    return search_layer(lv, hw, df.strip_rows_table(lv), df.used_cols(lv), cost, mac_cost)
+    return search_layer(lv, hw, df.strip_rows_table(lv), df.used_cols(lv), cost, mac_cost, NO_EXTRA)
 
 
 costs = st.lists(st.floats(0.5, 300.0), min_size=4, max_size=4).map(
@@ -66,7 +67,7 @@ def test_no_sampled_legal_mapping_beats_the_search(data):
     for _ in range(20):
         vec = np.array([data.draw(tilings(layer))[k] for k in df.MAPPING_KEYS], dtype=np.int64)
         if df.first_violation(lv, hw, vec) == df.OK:
-            assert mapping_energy(lv, hw, vec, rows, cols, COST, 1.0) >= energy
+            assert mapping_energy(lv, hw, vec, rows, cols, COST, 1.0, NO_EXTRA) >= energy
             assert df.first_violation(lv, hw, best) == df.OK
 
 
@@ -84,7 +85,7 @@ def pointwise_layers(draw) -> Layer:
 def test_search_of_1x1_layers_equals_brute_force(layer, hw, cost, data):
     # the bounds (p, r and q breaks), the GLB cap on q*r and the strip order, with and without psum gating
     lv = layer_vector(layer)
-    extra = data.draw(st.none() | st.lists(st.floats(-40.0, 0.0), min_size=layer.C + 1, max_size=layer.C + 1)
+    extra = data.draw(st.just(NO_EXTRA) | st.lists(st.floats(-40.0, 0.0), min_size=layer.C + 1, max_size=layer.C + 1)
                       .map(np.array))
     rows, cols = df.strip_rows_table(lv), df.used_cols(lv)
     expected, expected_energy = brute_force(lv, hw, rows, cols, cost, 1.0, extra)

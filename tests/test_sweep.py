@@ -300,7 +300,7 @@ CAPACITIES = (df.HW_ROWS, df.HW_COLS, df.HW_RF_BITS, df.HW_RF_FILTER, df.HW_RF_I
 
 def optimum(layer, hw: np.ndarray, cost: np.ndarray, mac: float) -> float:
     lv = layer_vector(layer)
-    return float(search_layer(lv, hw, df.strip_rows_table(lv), df.used_cols(lv), cost, mac)[1])
+    return float(search_layer(lv, hw, df.strip_rows_table(lv), df.used_cols(lv), cost, mac, np.zeros(0))[1])
 
 
 costs = st.lists(st.floats(0.1, 300.0), min_size=13, max_size=13).map(

@@ -49,9 +49,9 @@ def layer_costs(base: np.ndarray, base_mac: float, effects: ZeroEffects) -> tupl
     return cost, base_mac * effects.executed
 
 
-def psum_extra(layer: Layer, cost: np.ndarray, skips: np.ndarray | None) -> np.ndarray | None:
+def psum_extra(layer: Layer, cost: np.ndarray, skips: np.ndarray | None) -> np.ndarray:
     """Exact psum gating as the search sees it: per q, the energy of one group's skipped psum RF reads and writes
-    (negative), from ``zeros.psum_skips``; None without exact psum gating."""
+    (negative), from ``zeros.psum_skips``; empty without exact psum gating."""
     if skips is None:
-        return None
+        return np.zeros(0)
     return -2.0 * cost[df.RF, df.PSUM] * skips * (layer.macs // layer.G)

@@ -15,8 +15,9 @@ to win:
 - q*r above the GLB cap for n = 1 (no n fits there).
 The strip height runs e = 1, E, 2, E - 1, ... so that a good energy is found early.
 
-``psum_extra`` (optional, per q) is channel-level energy that depends on q itself rather than on the
-chunk counts: exact psum gating (the cost package's ``energy.psum_extra``).
+``psum_extra`` (per q; empty for none) is channel-level energy that depends on q itself rather than on
+the chunk counts: exact psum gating (the cost package's ``energy.psum_extra``). Always an array, so each
+kernel has one signature (compiled once, and exportable ahead of time).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _channel_energy(layer, q, r, cost, scratch, psum_extra) -> float:
     C = layer[ix.L_C]
     scratch[:] = 0
     count_channel_level(layer, ceil_div(C, q * r), ceil_div(C, q), scratch)
-    if psum_extra is None:
+    if psum_extra.size == 0:
         return part_energy(scratch, cost)
     return part_energy(scratch, cost) + psum_extra[q]
 
@@ -69,7 +70,7 @@ def _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch) -> float:
 
 
 @njit(cache=True)
-def mapping_energy(layer, hw, mp, rows_table, cols, cost, mac_cost, psum_extra=None) -> float:
+def mapping_energy(layer, hw, mp, rows_table, cols, cost, mac_cost, psum_extra) -> float:
     """The search's objective for one mapping of one group, summed exactly as the search sums it."""
     m, n, e, p, q, r, t = mp[0], mp[1], mp[2], mp[3], mp[4], mp[5], mp[6]
     scratch = np.zeros((4, 3, 2), dtype=np.int64)
@@ -165,7 +166,7 @@ def _channel_tables(layer, hw, cost, scratch, psum_extra):
 
 
 @njit(cache=True)
-def search_layer(layer, hw, rows_table, cols, cost, mac_cost, psum_extra=None):
+def search_layer(layer, hw, rows_table, cols, cost, mac_cost, psum_extra):
     """Exhaustive search of one group; returns (best mapping, its energy, mappings evaluated).
 
     The best mapping is all zeros (energy inf) when no mapping is legal.
