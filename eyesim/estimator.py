@@ -19,7 +19,6 @@ from eyesim.cost.samples import measure, model_weights
 from eyesim.cost.timing import layer_timing
 from eyesim.cost.values import ValueCounts
 from eyesim.cost.zeros import Density, ZeroEffects, psum_skips, zero_effects
-from eyesim.dataflow.search import search_layer
 from eyesim.errors import EyesimError
 from eyesim.hardware.load import load_hardware
 from eyesim.hardware.spec import Bits, Hardware
@@ -214,7 +213,7 @@ def best_mapping(layer: Layer, target: Target, cache: SearchCache | None = None,
     key = lv.tobytes() + cost.tobytes() + np.float64(mac).tobytes() + extra.tobytes()
     if cache is not None and key in cache:
         return cache[key]
-    best, energy, evaluated = search_layer(lv, target.vec, df.strip_rows_table(lv), df.used_cols(lv), cost, mac,
+    best, energy, evaluated = df.search_layer(lv, target.vec, df.strip_rows_table(lv), df.used_cols(lv), cost, mac,
                                            extra)
     if not np.isfinite(energy):
         binding = violation(df.first_violation(lv, target.vec, SMALLEST.vector()))

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from eyesim.dataflow.cache import ENV, cache_root, kernel_folder
+from eyesim.dataflow.kernels import ENV as KERNELS_ENV
 from eyesim.errors import EyesimError
 from tests.hostile import Outcome, run_cli, run_fresh
 
@@ -32,8 +33,13 @@ TINY = "from eyesim.dataflow.geometry import ceil_div; print(ceil_div(7, 2))"  #
 
 
 def environ(**changes: str | None) -> dict[str, str]:
-    """This environment with the eyesim and Numba cache variables cleared, then ``changes`` applied."""
+    """This environment with the eyesim and Numba cache variables cleared, then ``changes`` applied.
+
+    The JIT kernels are chosen (``EYESIM_KERNELS=jit``): their cache is what these tests are about; the kernels
+    built at install (tests/test_kernels.py) use no cache folder.
+    """
     env = {k: v for k, v in os.environ.items() if k not in (ENV, "NUMBA_CACHE_DIR")}
+    env[KERNELS_ENV] = "jit"
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     for key, value in changes.items():
         if value is None:
@@ -299,16 +305,23 @@ def venv_with_dependencies(folder: Path) -> Path:
 
 def test_readme_install_commands_in_either_order(tmp_path):
     """``pip install .``, an estimate, then ``pip install -e .`` and back, in one environment (no network:
-    --no-deps and --no-build-isolation, the dependencies seen from this environment)."""
+    --no-deps and --no-build-isolation, the dependencies seen from this environment).
+
+    The first install compiles the kernels ahead of time: its estimate imports no Numba and caches nothing. The
+    later ones skip that (EYESIM_BUILD_KERNELS=0, which keeps this test short), so the editable install's
+    estimate compiles with the JIT, into the user's cache folder and not into the package.
+    """
     repo = repository_copy(tmp_path / "repo")
     python = venv_with_dependencies(tmp_path / "venv")
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     env = environ(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"),
-                  PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+                  PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}", **{KERNELS_ENV: None})
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     where = "import eyesim; eyesim.estimate; print(eyesim.__file__)"
+    kernels = "import sys, eyesim.dataflow.kernels as k; print(k.SOURCE, '|', 'numba' in sys.modules)"
+    estimate = [str(python.parent / "eyesim"), "estimate", ALEXNET, "--hw", CHIP]
 
     def run(*args: str, cwd: Path = repo) -> str:
         proc = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
@@ -317,12 +330,16 @@ def test_readme_install_commands_in_either_order(tmp_path):
 
     install = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
     run(*install, ".")
-    assert "TOTAL" in run(str(python.parent / "eyesim"), "estimate", ALEXNET, "--hw", CHIP)
-    assert not cache_files(site / "eyesim"), "kernels were cached inside the installed package"
-    assert cache_files(tmp_path / "xdg" / "eyesim" / "numba")
+    assert list((site / "eyesim" / "dataflow").glob("_aot*")), "the kernels were not built at install"
+    assert run(str(python), "-c", kernels, cwd=outside).strip() == "ahead-of-time build | False"
+    assert "TOTAL" in run(*estimate)
+    assert not cache_files(tmp_path / "xdg") and not cache_files(site / "eyesim"), "a kernel compiled at first use"
+    env["EYESIM_BUILD_KERNELS"] = "0"
     run(*install, "-e", ".")
     assert not (site / "eyesim").exists(), sorted(str(p) for p in (site / "eyesim").rglob("*"))
     assert run(str(python), "-c", where, cwd=outside).strip() == str(repo / "eyesim" / "__init__.py")
+    assert "TOTAL" in run(*estimate)
+    assert cache_files(tmp_path / "xdg" / "eyesim" / "numba") and not cache_files(repo / "eyesim")
     run(*install, ".")  # and back: the regular install over the editable one
     assert run(str(python), "-c", where, cwd=outside).strip() == str(site / "eyesim" / "__init__.py")
     run(str(python), "-m", "pip", "uninstall", "-q", "-y", "eyesim")

@@ -15,11 +15,11 @@ from onnx import TensorProto, helper, numpy_helper
 import eyesim
 from eyesim import dataflow as df
 from eyesim.cost.compression import (
+    RLC_MAX_RUN,
     Planes,
     dram_ratio,
     rlc_expected_pairs,
     rlc_expected_ratio,
-    rlc_pairs,
     rlc_stream_ratio,
     rlc_words,
     sigmap_ratio,
@@ -76,7 +76,8 @@ def test_expected_pairs_equal_the_average_over_every_pattern(stream, density):
         plane = np.zeros((stream.planes, top + stream.height + bottom, left + stream.width + right), dtype=bool)
         plane[:, top:top + stream.height, left:left + stream.width] = bits.reshape(stream.planes, stream.height,
                                                                                      stream.width)
-        expected += density ** bits.sum() * (1 - density) ** (~bits).sum() * rlc_pairs(plane.ravel())
+        pairs = df.rlc_pairs(plane.ravel(), RLC_MAX_RUN)
+        expected += density ** bits.sum() * (1 - density) ** (~bits).sum() * pairs
     assert rlc_expected_pairs(density, stream) == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 

@@ -23,8 +23,9 @@ from eyesim.workload.onnx.proto import attribute_value, read_model, tensor_array
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted((ROOT / "models_onnx").glob("*.onnx"))
 CHIP = str(ROOT / "hwconfigs" / "eyeriss.yaml")
-# never on the estimate path: heavy, and needed only by other commands or options
-UNWANTED = ("pandas", "pyarrow", "onnxruntime", "torch", "matplotlib", "dask", "distributed", "sklearn", "tqdm",
+# never on the estimate path: heavy, and needed only by other commands or options (Numba: only when the kernels
+# were not built at install, tests/test_kernels.py)
+UNWANTED = ("numba", "llvmlite", "pandas", "pyarrow", "onnxruntime", "torch", "matplotlib", "dask", "distributed", "sklearn", "tqdm",
             "ml_dtypes", "onnx.helper", "onnx.numpy_helper", "onnx.reference", "onnx.compose", "onnxscript")
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-import eyesim.dataflow.cache  # noqa: F401 - before @njit: the kernels' cache folder (not the installed package)
+from eyesim import dataflow as df
 
 RLC_RUN_BITS = 5  # a run of up to 31 zeros
 RLC_MAX_RUN = 2**RLC_RUN_BITS - 1
@@ -17,29 +16,9 @@ def rlc_pairs_per_word(bits: int) -> int:
     return (RLC_WORD_BITS - 1) // (RLC_RUN_BITS + bits)
 
 
-@njit(cache=True)
-def rlc_pairs(nonzero: np.ndarray) -> int:
-    """(run, value) pairs that code a stream: each pair is up to 31 zeros and the value after them.
-
-    A run that reaches 31 zeros is closed by the next value even if that value is zero; a
-    stream ending in zeros closes with one pair.
-    """
-    pairs = 0
-    run = 0
-    for nz in nonzero:
-        if not nz and run < RLC_MAX_RUN:
-            run += 1
-        else:
-            pairs += 1
-            run = 0
-    if run > 0:
-        pairs += 1
-    return pairs
-
-
 def rlc_words(values: np.ndarray, bits: int = 16) -> int:
     """64-bit words that code ``values`` (one stream, in C-order) with the chip's run-length code."""
-    return -(-rlc_pairs(np.ascontiguousarray(values).ravel() != 0) // rlc_pairs_per_word(bits))
+    return -(-df.rlc_pairs(np.ascontiguousarray(values).ravel() != 0, RLC_MAX_RUN) // rlc_pairs_per_word(bits))
 
 
 def rlc_expected_ratio(density: float, bits: int) -> float:
