@@ -10,7 +10,7 @@ from eyesim.dataflow import indices as ix
 from eyesim.dataflow.geometry import ceil_div, rows_over_strips
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def count_pass_level(layer: np.ndarray, rows_total: int, cols: int, filter_passes: int, filter_sets: int,
                      out: np.ndarray) -> int:
     """Counts decided by the strip height e and the filter split (p, t); returns the MACs.
@@ -29,7 +29,7 @@ def count_pass_level(layer: np.ndarray, rows_total: int, cols: int, filter_passe
     return macs
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def count_channel_level(layer: np.ndarray, chan_chunks: int, chan_sets: int, out: np.ndarray) -> None:
     """Psum counts decided by the channel split (q, r).
 
@@ -46,7 +46,7 @@ def count_channel_level(layer: np.ndarray, chan_chunks: int, chan_sets: int, out
     out[ix.RF, ix.PSUM, ix.WRITE] = ofmap * R * (C * S - chan_sets)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def count_tile_level(layer: np.ndarray, hw: np.ndarray, strips: int, rows_total: int, cols: int,
                      n_chunks: int, m_chunks: int, out: np.ndarray) -> None:
     """DRAM-side counts decided by the batch and filter chunks held in the GLB (n, m) and e."""

@@ -9,7 +9,7 @@ import eyesim.dataflow.cache  # noqa: F401 - before @njit: the kernels' cache fo
 from eyesim.dataflow import indices as ix
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -46,7 +46,7 @@ def strip_rows_table(layer: np.ndarray) -> np.ndarray:
     return rows
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rows_over_strips(layer: np.ndarray, rows_table: np.ndarray, e: int) -> int:
     """Ifmap rows read over all strips of e ofmap rows (full strips, then the remainder)."""
     E = layer[ix.L_E]

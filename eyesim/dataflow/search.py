@@ -13,7 +13,8 @@ to win:
 - the rest of a p, r or q loop once a bound that only grows along the loop exceeds the best
   (the pass part as p falls; the least channel part over q' <= q, r' <= r as r or q falls);
 - q*r above the GLB cap for n = 1 (no n fits there).
-The strip height runs e = 1, E, 2, E - 1, ... so that a good energy is found early.
+The strip height runs e = 1, E, 2, E - 1, ... so that a good energy is found early. The small kernels the
+search calls ~10^4 times are inlined (``inline="always"``, also in counts and geometry): 1.6x faster searches.
 
 ``psum_extra`` (per q; empty for none) is channel-level energy that depends on q itself rather than on
 the chunk counts: exact psum gating (the cost package's ``energy.psum_extra``). Always an array, so each
@@ -34,7 +35,7 @@ from eyesim.dataflow.legality import rf_violation, sets_that_fit
 ONE = np.int64(1)  # passed for a constant 1: a literal 1 would compile the callee a second time, typed Literal[int]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def part_energy(counts, cost) -> float:
     """Energy of the words in ``counts[level, type, rw]`` (entries of other parts are zero)."""
     total = 0.0
@@ -44,7 +45,7 @@ def part_energy(counts, cost) -> float:
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) -> float:
     M = layer[ix.L_M]
     scratch[:] = 0
@@ -52,7 +53,7 @@ def _pass_energy(layer, rows_total, cols, p, t, cost, mac_cost, scratch) -> floa
     return macs * mac_cost + part_energy(scratch, cost)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _channel_energy(layer, q, r, cost, scratch, psum_extra) -> float:
     C = layer[ix.L_C]
     scratch[:] = 0
@@ -62,7 +63,7 @@ def _channel_energy(layer, q, r, cost, scratch, psum_extra) -> float:
     return part_energy(scratch, cost) + psum_extra[q]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch) -> float:
     scratch[:] = 0
     count_tile_level(layer, hw, ceil_div(layer[ix.L_E], e), rows_total, cols, ceil_div(layer[ix.L_N], n),
@@ -81,7 +82,7 @@ def mapping_energy(layer, hw, mp, rows_table, cols, cost, mac_cost, psum_extra) 
     return upper + _tile_energy(layer, hw, e, rows_total, cols, n, m, cost, scratch)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def best_m(n, e, pt, qr, layer, rows_e, cols, hw) -> int:
     """Smallest m among those reaching the fewest m-chunks that fit the GLB; 0 if none fits."""
     M = layer[ix.L_M]
@@ -130,7 +131,7 @@ def _fit_cap(layer, hw, e, pt, rows_e, cols) -> int:
     return lo
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _key_less(energy, mp, best_energy, best):
     """Order of candidates: energy, then (m, n, e, p, q, r, t) lexicographically."""
     if energy != best_energy:
@@ -141,7 +142,7 @@ def _key_less(energy, mp, best_energy, best):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _lowering_keeps_counts(total, k):
     """True if k - 1 splits ``total`` into as many chunks as k does (so k - 1 ties and wins)."""
     return k > 1 and ceil_div(total, k - 1) == ceil_div(total, k)
