@@ -4,7 +4,9 @@ warm: in-process, Numba compiled, a fresh search cache each run (median of 5 run
 cold: a fresh `eyesim estimate` process with the Numba on-disk cache warm (median of 3 runs).
 Then the warm medians of ResNet-50 and AlexNet on the chip (median of 15 runs), the issue's targets.
 ``--vs REV``: the same two against a git revision checked out in a temporary worktree, measured in one
-run by two worker processes, one per tree, asked alternately pair by pair (so load hits both alike).
+run by two worker processes, one per tree, asked alternately pair by pair (so load hits both alike); then
+``load_workload`` alone and writing the result's JSON file, the same way. A worktree has no ahead-of-time kernel
+build: EYESIM_KERNELS=jit makes both trees use the same (Numba's) kernels.
 Run: python benchmarks/bench_estimate.py [--batch N] [--vs REV] [--quick]
 """
 
@@ -26,15 +28,24 @@ ROOT = Path(__file__).resolve().parent.parent
 HW = [ROOT / "hwconfigs" / "eyeriss.yaml", ROOT / "hwconfigs" / "eyeriss-isca256.yaml"]
 TARGETS = ["resnet50", "alexnet"]  # issue 14: ResNet-50 <= 20 ms, AlexNet <= 4 ms warm
 WORKER = """
-import json, sys, time
+import json, os, sys, tempfile, time
 import eyesim
+from eyesim.workload.onnx.load import load_workload
 print(json.dumps(eyesim.__file__), flush=True)
+out = os.path.join(tempfile.mkdtemp(prefix="eyesim-bench-"), "result.json")
 for line in sys.stdin:
-    model, hw, batch = json.loads(line)
+    what, model, hw, batch = json.loads(line)
+    result = eyesim.estimate(model, hw, batch=batch) if what == "json" else None
     t0 = time.perf_counter()
-    eyesim.estimate(model, hw, batch=batch)
+    if what == "estimate":
+        eyesim.estimate(model, hw, batch=batch)
+    elif what == "load":
+        load_workload(model, batch=batch)
+    else:
+        result.write(out)
     print(json.dumps(time.perf_counter() - t0), flush=True)
 """
+PARTS = {"estimate": "warm estimate", "load": "load_workload", "json": "JSON write"}  # what --vs times
 
 
 def warm_ms(model: Path, hw: Path, batch: int, runs: int = 5) -> float:
@@ -66,8 +77,8 @@ class Worker:
                                      text=True, env=env, cwd=tree)
         self.where = json.loads(self.proc.stdout.readline())
 
-    def time_ms(self, model: Path, hw: Path, batch: int) -> float:
-        self.proc.stdin.write(json.dumps([str(model), str(hw), batch]) + "\n")
+    def time_ms(self, model: Path, hw: Path, batch: int, what: str = "estimate") -> float:
+        self.proc.stdin.write(json.dumps([what, str(model), str(hw), batch]) + "\n")
         self.proc.stdin.flush()
         return 1e3 * json.loads(self.proc.stdout.readline())
 
@@ -87,17 +98,18 @@ def compare(rev: str, batch: int, runs: int) -> None:
             for name, w in workers.items():
                 print(f"{name[:12]}: eyesim from {w.where}")
             print(f"\nwarm ms, median of {runs} alternating pairs (eyeriss.yaml, batch {batch})")
-            print(f"{'model':<12}{'this':>9}{rev[:12]:>14}{'ratio':>8}")
-            for name in TARGETS:
-                model = ROOT / "models_onnx" / f"{name}.onnx"
-                times: dict[str, list[float]] = {k: [] for k in workers}
-                for w in workers.values():
-                    w.time_ms(model, HW[0], batch)  # compile / load the Numba cache
-                for _ in range(runs):
-                    for k, w in workers.items():
-                        times[k].append(w.time_ms(model, HW[0], batch))
-                this, base = statistics.median(times["this"]), statistics.median(times[rev])
-                print(f"{name:<12}{this:>9.1f}{base:>14.1f}{base / this:>7.2f}x", flush=True)
+            print(f"{'model':<12}{'what':<16}{'this':>9}{rev[:12]:>14}{'ratio':>8}")
+            for what, label in PARTS.items():
+                for name in TARGETS:
+                    model = ROOT / "models_onnx" / f"{name}.onnx"
+                    times: dict[str, list[float]] = {k: [] for k in workers}
+                    for w in workers.values():
+                        w.time_ms(model, HW[0], batch, what)  # compile / load the Numba cache
+                    for _ in range(runs):
+                        for k, w in workers.items():
+                            times[k].append(w.time_ms(model, HW[0], batch, what))
+                    this, base = statistics.median(times["this"]), statistics.median(times[rev])
+                    print(f"{name:<12}{label:<16}{this:>9.1f}{base:>14.1f}{base / this:>7.2f}x", flush=True)
             for w in workers.values():
                 w.close()
         finally:

@@ -83,18 +83,50 @@ def estimate(model, hw, batch: int | None = None, mapping=None, progress=None, b
     counts = _sample_counts(proto, _label(model), workload, samples, target.bits, progress)
     found = layer_densities(workload, given, weights, counts)
     cache: SearchCache = {}
+    memo: dict[tuple, list] = {}  # layer shape -> (inputs, result) of the layers estimated
     results = []
     for layer in workload.layers:
         density = found[layer.name]
         exact = None if density.user_set else counts.get(layer.name)
         effects = zero_effects(layer, density, exact, workload.io.get(layer.name), target.hw.sparsity,
-                               (target.bits.ifmap, target.bits.ifmap))
-        effects = replace(effects, weights_dram=_weight_ratio(layer, density, weights, target, workload.io))
-        results.append(estimate_layer(layer, target, pinned.get(layer.name), cache, density, effects))
+                               (target.bits.ifmap, target.bits.ifmap),
+                               _weight_ratio(layer, density, weights, target, workload.io))
+        results.append(_reused(layer, target, pinned.get(layer.name), cache, density, effects, memo))
         if progress is not None:
             progress(f"searched {layer.name}")
     return Result(model=workload.model, hardware=target.hw, batch=workload.batch, bits=target.bits,
                   layers=tuple(results), not_modelled=workload.not_modelled)
+
+
+def _reused(layer: Layer, target: Target, pinned: Mapping | None, cache: SearchCache, density: Density,
+            effects: ZeroEffects, memo: dict[tuple, list]) -> LayerResult:
+    """``estimate_layer``, or the result of an earlier layer of the same shape, zeros and pinned mapping, renamed.
+
+    Such a layer's result is a function of exactly these (one target per estimate): ResNet-50's 54 layers
+    have 24 shapes. Exact psum gating's per-channel arrays are not in ``ZeroEffects``' equality: not reused.
+    """
+    if effects.first_taps.size or effects.first_taps_flat.size:
+        return estimate_layer(layer, target, pinned, cache, density, effects)
+    earlier = memo.setdefault(tuple(vars(layer).values())[1:], [])  # [1:]: the layer's fields but its name
+    for given, first, found in earlier:
+        if given == (pinned, density, effects) and _exact(given) == _exact((pinned, density, effects)):
+            slices = found.slices and replace(found.slices, layer=_renamed(found.slices.layer, first, layer))
+            return replace(found, layer=_renamed(found.layer, first, layer), slices=slices)
+    found = estimate_layer(layer, target, pinned, cache, density, effects)
+    earlier.append(((pinned, density, effects), layer, found))
+    return found
+
+
+def _renamed(run: Layer, first: Layer, layer: Layer) -> Layer:
+    """``run`` (``first`` as it ran) for ``layer``: ``layer`` itself when ``first`` ran unchanged (equal but for
+    the name), else ``run`` with ``layer``'s name."""
+    return layer if run is first else replace(run, name=layer.name)
+
+
+def _exact(specs: tuple) -> tuple:
+    """The specs' float fields as text, which tells 0.0 from -0.0 (float equality does not; the results would)."""
+    return tuple(value.hex() for spec in specs if spec is not None for value in vars(spec).values()
+                 if isinstance(value, float))
 
 
 def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, cache: SearchCache | None = None,
@@ -122,13 +154,14 @@ def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, 
                                outside_native=outside)
             else:
                 raise
-    return replace(_layer_result(layer, chosen, pinned is not None, evaluated, target, (cost, mac), density, effects),
-                   outside_native=outside)
+    return _layer_result(layer, chosen, pinned is not None, evaluated, target, (cost, mac), density, effects, outside)
 
 
 def _layer_result(layer: Layer, chosen: Mapping, pinned: bool, evaluated: int, target: Target,
-                  costs: tuple[np.ndarray, float], density: Density | None, effects: ZeroEffects) -> LayerResult:
-    """The counts, energy and time of ``layer`` (as run) under the mapping ``chosen``."""
+                  costs: tuple[np.ndarray, float], density: Density | None, effects: ZeroEffects,
+                  outside: tuple[str, ...] = ()) -> LayerResult:
+    """The counts, energy and time of ``layer`` (as run) under the mapping ``chosen``; ``outside``: how the layer
+    as given falls outside the hardware's native shapes."""
     cost, mac = costs
     counts, macs = layer_counts(layer, target.vec, chosen.vector())
     skips = psum_skips(layer, effects)
@@ -140,7 +173,8 @@ def _layer_result(layer: Layer, chosen: Mapping, pinned: bool, evaluated: int, t
                        active_pes=layer.R * chosen.e * chosen.r * chosen.t,
                        energy=energy, evaluated=evaluated,
                        density=density or Density(), effects=effects,
-                       timing=layer_timing(layer, chosen, counts, target.hw, target.bits, effects))
+                       timing=layer_timing(layer, chosen, counts, target.hw, target.bits, effects),
+                       outside_native=outside)
 
 
 def _best_slices(layer: Layer, target: Target, cache: SearchCache | None, costs: tuple[np.ndarray, float],

@@ -39,11 +39,12 @@ def breakdown(counts: np.ndarray, macs: int, cost: np.ndarray, mac_cost: float, 
     dense = counts.sum(axis=2).astype(np.float64)
     dense[df.RF, df.PSUM] -= 2.0 * psum_skipped
     energy = dense * cost  # [level, type]
-    comp = macs * mac_cost
-    by_level = {level: float(energy[i].sum()) for i, level in enumerate(LEVELS)}
-    by_level["mac"] = float(comp)
-    by_type = {"weights": float(energy[:, 0].sum()), "ifmap": float(energy[:, 1].sum()),
-               "ofmap": float(energy[:, 2].sum()), "comp": float(comp)}
+    comp = float(macs * mac_cost)
+    # one reduction per axis: numpy adds a row's 3 or a column's 4 values in the same order as summing each alone
+    by_level = dict(zip(LEVELS, energy.sum(axis=1).tolist(), strict=True))
+    by_level["mac"] = comp
+    weights, ifmap, ofmap = energy.sum(axis=0).tolist()
+    by_type = {"weights": weights, "ifmap": ifmap, "ofmap": ofmap, "comp": comp}
     shown = counts.copy()
     shown[df.RF, df.WEIGHTS, df.READ] = round(counts[df.RF, df.WEIGHTS, df.READ] * effects.gated)
     for rw in (df.READ, df.WRITE):

@@ -11,6 +11,7 @@ longer of the two.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from math import ceil
 from typing import NamedTuple
@@ -18,7 +19,6 @@ from typing import NamedTuple
 import numpy as np
 
 from eyesim import dataflow as df
-from eyesim.cost.counts import layer_vector
 from eyesim.cost.energy import word_bits
 from eyesim.cost.zeros import ZeroEffects
 from eyesim.hardware.spec import Bits, Hardware
@@ -124,31 +124,39 @@ def _tiles(total: int, size: int) -> list[tuple[int, int]]:
 
 def pass_kinds(layer: Layer, mp: Mapping) -> list[tuple[PassWork, int]]:
     """Every kind of pass of one group and how many passes of it (n-chunks x strips x channel x filter chunks)."""
-    cols = int(df.used_cols(layer_vector(layer)))
+    cols = _distinct(layer.F, layer.Uw, layer.S, layer.Dw)  # dataflow's used_cols
     first, *later = _tiles(layer.C, mp.q * mp.r)
     chans = [(first[0], True, 1)] + ([(first[0], False, first[1] - 1)] if first[1] > 1 else [])
     chans += [(c, False, k) for c, k in later]
-    rows = {e: int(df.distinct_offsets(e, layer.U, layer.R, layer.Dh)) for e, _ in _tiles(layer.E, mp.e)}
+    e_tiles, m_tiles = _tiles(layer.E, mp.e), _tiles(layer.M, mp.p * mp.t)
+    rows = {e: _distinct(e, layer.U, layer.R, layer.Dh) for e, _ in e_tiles}
     kinds = []
     for n, n_count in _tiles(layer.N, mp.n):
-        for e, e_count in _tiles(layer.E, mp.e):
+        for e, e_count in e_tiles:
             for c, is_first, c_count in chans:
-                for f, f_count in _tiles(layer.M, mp.p * mp.t):
+                for f, f_count in m_tiles:
                     psums = n * f * e * layer.F
-                    work = PassWork(
-                        compute=n * min(mp.p, f) * min(mp.q, c) * layer.S * layer.F,
-                        filter_words=f * c * layer.R * layer.S, ifmap_words=n * c * rows[e] * cols,
-                        psum_in_words=0 if is_first else psums, psum_out_words=psums,
-                        busiest_filters=min(mp.p, f), chain=layer.R * -(-c // mp.q), last_psums=f * e)
+                    work = PassWork(n * min(mp.p, f) * min(mp.q, c) * layer.S * layer.F, f * c * layer.R * layer.S,
+                                    n * c * rows[e] * cols, 0 if is_first else psums, psums, min(mp.p, f),
+                                    layer.R * -(-c // mp.q), f * e)
                     kinds.append((work, n_count * e_count * c_count * f_count))
     return kinds
+
+
+def _distinct(count: int, step: int, taps: int, dilation: int) -> int:
+    """``dataflow.distinct_offsets``; its one-span case in Python (a kernel call costs more than the sum)."""
+    if count > 0 and dilation == 1 and step <= taps:  # the kernel's own first case, the same formula
+        return (count - 1) * step + taps
+    return int(df.distinct_offsets(count, step, taps, dilation))
 
 
 def array_cycles(layer: Layer, mp: Mapping, hw: Hardware, bits: Bits) -> tuple[int, int]:
     """(compute, set-up) cycles of all passes of all groups."""
     kinds, rates = pass_kinds(layer, mp), _Rates.of(hw, bits)
-    compute = sum(work.compute * count for work, count in kinds)
-    total = sum(_pass_cycles(work, rates) * count for work, count in kinds)
+    compute = total = 0
+    for work, count in kinds:
+        compute += work.compute * count
+        total += _pass_cycles(work, rates) * count
     return layer.G * compute, layer.G * (total - compute)
 
 
@@ -159,7 +167,7 @@ def compute_cycles(layer: Layer, mp: Mapping) -> int:
 
 def dram_bits(counts: np.ndarray, bits: Bits, effects: ZeroEffects) -> float:
     """Bits crossing the DRAM link, as stored (compressed or not)."""
-    words = counts[df.DRAM].sum(axis=1) * word_bits(bits)[df.DRAM]  # bits per data type
+    words = counts[df.DRAM].sum(axis=1) * _dram_word_bits(bits)  # bits per data type
     stored = np.array([effects.weights_dram, effects.ifmap_dram, effects.ofmap_dram])
     return float(words @ stored)
 
@@ -170,3 +178,11 @@ def layer_timing(layer: Layer, mp: Mapping, counts: np.ndarray, hw: Hardware, bi
     link_s = dram_bits(counts, bits, effects) / hw.dram.link_bits / (hw.dram.link_mhz * 1e6)
     dram = int(np.ceil(link_s * hw.clock_mhz * 1e6))
     return Timing(compute, dram, max(compute + setup, dram) / (hw.clock_mhz * 1e6), setup)
+
+
+@functools.lru_cache(maxsize=64)
+def _dram_word_bits(bits: Bits) -> np.ndarray:
+    """``word_bits(bits)[DRAM]``, built once per widths (read-only: it is shared)."""
+    row = word_bits(bits)[df.DRAM].copy()
+    row.flags.writeable = False
+    return row

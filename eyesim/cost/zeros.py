@@ -70,10 +70,12 @@ def ifmap_stream(layer: Layer, io: LayerIO | None) -> Planes:
 
 
 def zero_effects(layer: Layer, density: Density, counts: ValueCounts | None, io: LayerIO | None,
-                 sparsity: SparsitySpec, bits: tuple[int, int]) -> ZeroEffects:
-    """The factors of DESIGN.md ("Zeros and bit widths") for one layer, exact from ``counts`` when known."""
+                 sparsity: SparsitySpec, bits: tuple[int, int], weights_dram: float = 1.0) -> ZeroEffects:
+    """The factors of DESIGN.md ("Zeros and bit widths") for one layer, exact from ``counts`` when known.
+
+    ``weights_dram``: the DRAM weights' stored / raw bits, taken as given (the caller counts them)."""
     gating = sparsity.zero_gating
-    effects = _zero_effects(layer, density, counts, io, sparsity, bits)
+    effects = _zero_effects(layer, density, counts, io, sparsity, bits, weights_dram)
     if layer.transposed is None:
         return effects
     # a ConvTranspose: DRAM stores the real input, read as the expanded one; with gating the inserted zeros
@@ -87,7 +89,7 @@ def zero_effects(layer: Layer, density: Density, counts: ValueCounts | None, io:
 
 
 def _zero_effects(layer: Layer, density: Density, counts: ValueCounts | None, io: LayerIO | None,
-                  sparsity: SparsitySpec, bits: tuple[int, int]) -> ZeroEffects:
+                  sparsity: SparsitySpec, bits: tuple[int, int], weights_dram: float) -> ZeroEffects:
     """``zero_effects`` of the layer's own tensors (a ConvTranspose's inserted zeros aside)."""
     in_bits, out_bits = bits
     gating, scheme = sparsity.zero_gating, sparsity.dram_compression
@@ -101,13 +103,13 @@ def _zero_effects(layer: Layer, density: Density, counts: ValueCounts | None, io
         ofmap = measured_ratio(scheme, out_bits, counts.ofmap_rlc_words, counts.ofmap_values, counts.ofmap_nonzero)
         exact_psums = gating and sparsity.gate_psums
         return ZeroEffects(1.0 - zero, counts.executed / counts.macs if gating else 1.0, ifmap, ofmap, exact=True,
-                           psum_zero=zero if exact_psums else 0.0, first_taps=taps if exact_psums else _NONE,
-                           first_taps_flat=flat if exact_psums else _NONE)
+                           weights_dram=weights_dram, psum_zero=zero if exact_psums else 0.0,
+                           first_taps=taps if exact_psums else _NONE, first_taps_flat=flat if exact_psums else _NONE)
     gated = density.ifmap if gating else 1.0
     executed = density.weights * density.ifmap if gating else 1.0
     ifmap = 1.0 if first else dram_ratio(scheme, density.ifmap, in_bits, ifmap_stream(layer, io))
     ofmap = dram_ratio(scheme, density.ofmap, out_bits, Planes(layer.G * layer.M, layer.E, layer.F))
-    return ZeroEffects(gated, executed, ifmap, ofmap, exact=False,
+    return ZeroEffects(gated, executed, ifmap, ofmap, exact=False, weights_dram=weights_dram,
                        psums=gated if sparsity.gate_psums else 1.0)
 
 

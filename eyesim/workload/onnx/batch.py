@@ -11,6 +11,7 @@ shapes that hard-code a fixed batch are rewritten to follow it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -32,10 +33,26 @@ def tensor_ranks(model: onnx.ModelProto) -> dict[str, int]:
     return {name: len(dims) for name, dims in all_dims(graph).items()}
 
 
-def find_data_inputs(graph: onnx.GraphProto, params: set[str], ranks: dict[str, int]) -> list[onnx.ValueInfoProto]:
-    """Graph inputs that carry data (the rule: eyesim.workload.onnx's docstring); ``params``: initializer names."""
+class LazyRanks:
+    """``tensor_ranks(model)``, inferred on the first lookup: only a MatMul's operand asks (a whole inference)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.model = model
+        self.ranks: dict[str, int] | None = None
+
+    def get(self, name: str, default: int) -> int:
+        if self.ranks is None:
+            self.ranks = tensor_ranks(self.model)
+        return self.ranks.get(name, default)
+
+
+def find_data_inputs(graph: onnx.GraphProto, params: set[str], ranks: dict[str, int] | LazyRanks,
+                     nodes: Sequence | None = None) -> list[onnx.ValueInfoProto]:
+    """Graph inputs that carry data (the rule: eyesim.workload.onnx's docstring); ``params``: initializer names.
+
+    ``nodes``: the graph's nodes as ``graph.Node`` records, when the caller has them (cheaper to read)."""
     uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-    for node in graph.node:
+    for node in graph.node if nodes is None else nodes:
         for pos, tensor in enumerate(node.input):
             uses.setdefault(tensor, []).append((node, pos))
     outputs = {out.name for out in graph.output}
@@ -104,7 +121,8 @@ def set_shapes(model: onnx.ModelProto, data_inputs: list[onnx.ValueInfoProto], b
     Returns the batch the workload reports. Refuses a ``batch`` (other than 1 or the dim 0 the inputs already
     have) that no input has a batch dim for, and given shapes that do not fit an input's rank.
     """
-    by_name = {vi.name: vi for vi in model.graph.input if vi.name in {d.name for d in data_inputs}}
+    data = {d.name for d in data_inputs}
+    by_name = {vi.name: vi for vi in model.graph.input if vi.name in data}
     plan = _given_plan(by_name, given)
     batched = [vi for vi in by_name.values() if vi.name not in given and is_batch_dim(vi)]
     if not batched and batch != 1:

@@ -6,11 +6,12 @@ Each refusal gives the reason onnxruntime would (a missing tensor is not "unsort
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import onnx
 
 from eyesim.errors import EyesimError
-from eyesim.workload.limits import check_dims
+from eyesim.workload.limits import MAX_WORDS, check_dims
 from eyesim.workload.onnx.ops import node_attrs
 from eyesim.workload.onnx.shapes import all_dims
 
@@ -19,12 +20,14 @@ FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.
 _MAC_DATA = {"Conv": (0, 1), "Gemm": (0, 1), "MatMul": (0, 1)}  # inputs whose values are multiplied
 
 
-def check_wiring(graph: onnx.GraphProto, names: list[str]) -> None:
-    """Every node input is a graph input, an initializer or the output of an earlier node."""
+def check_wiring(graph: onnx.GraphProto, names: list[str], nodes: Sequence | None = None) -> None:
+    """Every node input is a graph input, an initializer or the output of an earlier node (``nodes``: as in
+    ``check_inferred``)."""
+    nodes = graph.node if nodes is None else nodes
     known = {vi.name for vi in graph.input} | {t.name for t in graph.initializer} | {""}
     known |= {t.values.name for t in graph.sparse_initializer}
-    later = {out: index for index, node in enumerate(graph.node) for out in node.output}
-    for index, node in enumerate(graph.node):
+    later = {out: index for index, node in enumerate(nodes) for out in node.output}
+    for index, node in enumerate(nodes):
         for tensor in node.input:
             if tensor in known:
                 continue
@@ -36,16 +39,22 @@ def check_wiring(graph: onnx.GraphProto, names: list[str]) -> None:
         known.update(node.output)
 
 
-def check_inferred(graph: onnx.GraphProto, names: list[str]) -> None:
-    """After shape inference: tensor sizes, MAC ops' element types and Conv attributes, Reshape element counts."""
-    dims = all_dims(graph)
+def check_inferred(graph: onnx.GraphProto, names: list[str], dims: dict | None = None,
+                   attrs: Callable[[int], dict] | None = None, nodes: Sequence | None = None) -> None:
+    """After shape inference: tensor sizes, MAC ops' element types and Conv attributes, Reshape element counts.
+
+    ``dims``: ``all_dims(graph)``, ``attrs``: node index -> ``node_attrs`` and ``nodes``: the graph's nodes
+    (``graph.Node`` records), when the caller has them already."""
+    dims = all_dims(graph) if dims is None else dims
+    attrs = attrs or (lambda index: node_attrs(graph.node[index]))
+    nodes = graph.node if nodes is None else nodes
     for tensor, shape in dims.items():  # negative dims (a kernel larger than its input) are refused per layer
         known = [d for d in shape if isinstance(d, int) and d >= 0]
-        if len(known) == len(shape):
+        # check_dims only refuses sizes above MAX_WORDS: it runs (and words the refusal) only for those
+        if len(known) == len(shape) and (math.prod(known) > MAX_WORDS or max(known, default=0) > MAX_WORDS):
             check_dims(known, f"tensor {tensor!r}")
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*graph.input, *graph.value_info, *graph.output)}
-    types.update({t.name: t.data_type for t in graph.initializer})
-    for index, node in enumerate(graph.node):
+    types = _elem_types(graph, nodes)
+    for index, node in enumerate(nodes):
         for pos in _MAC_DATA.get(node.op_type, ()):
             elem = types.get(node.input[pos], 0) if pos < len(node.input) else 0
             if elem and elem not in FLOAT_TYPES:
@@ -54,14 +63,23 @@ def check_inferred(graph: onnx.GraphProto, names: list[str]) -> None:
                                   f"{kind} values; eyesim models layers of float tensors (float, float16, "
                                   "bfloat16, double)")
         if node.op_type == "Conv":
-            _check_conv(node, names[index], dims)
+            _check_conv(node, names[index], dims, attrs(index))
         elif node.op_type == "Reshape":
             _check_reshape(node, names[index], dims)
 
 
-def _check_conv(node: onnx.NodeProto, name: str, dims: dict) -> None:
+def _elem_types(graph: onnx.GraphProto, nodes: Sequence) -> dict[str, int]:
+    """Element types of the tensors MAC ops multiply (only those: reading a type off the protobuf is slow)."""
+    wanted = {node.input[pos] for node in nodes for pos in _MAC_DATA.get(node.op_type, ())
+              if pos < len(node.input)}
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*graph.input, *graph.value_info, *graph.output)
+             if vi.name in wanted}
+    types.update({t.name: t.data_type for t in graph.initializer if t.name in wanted})
+    return types
+
+
+def _check_conv(node: onnx.NodeProto, name: str, dims: dict, attrs: dict) -> None:
     """Conv attributes as onnxruntime checks them: positive strides and dilations, pads >= 0, groups that fit."""
-    attrs = node_attrs(node)
     w = dims.get(node.input[1]) if len(node.input) > 1 else None
     x = dims.get(node.input[0])
     nd = len(w) - 2 if w and len(w) > 2 else len(x) - 2 if x and len(x) > 2 else None

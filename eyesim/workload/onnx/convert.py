@@ -9,7 +9,7 @@ from eyesim.errors import EyesimError
 from eyesim.workload.layer import Layer, LayerIO, NotModelled, out_size
 from eyesim.workload.onnx.fold import fold_batchnorms, fold_pads
 from eyesim.workload.onnx.graph import Graph
-from eyesim.workload.onnx.ops import ACTIVATIONS, MAC_OPS, TRANSPARENT_OPS, node_attrs
+from eyesim.workload.onnx.ops import ACTIVATIONS, MAC_OPS, TRANSPARENT_OPS
 from eyesim.workload.onnx.products import product_layer
 from eyesim.workload.onnx.transpose import conv_transpose_layer
 
@@ -65,7 +65,7 @@ def _written(graph: Graph, ofmap: str) -> str:
 def _layer_io(graph: Graph, index: int, pad_fold: tuple | None, batchnorm: int | None) -> LayerIO:
     """Where the layer's tensors are: for measuring densities and counting zeros from values."""
     node = graph.nodes[index]
-    attrs = node_attrs(node)
+    attrs = graph.attrs(index)
     x_pos, w_pos = (0, 1)
     if node.op_type == "MatMul" and node.input[1] not in graph.const:
         x_pos, w_pos = (1, 0)
@@ -91,14 +91,14 @@ def _layer_io(graph: Graph, index: int, pad_fold: tuple | None, batchnorm: int |
 
 
 def _conv_layer(graph: Graph, index: int, pad_fold: tuple[int, str, list[int], list[int]] | None) -> Layer:
-    node, name = graph.nodes[index], graph.names[index]
+    name = graph.names[index]
     x_dims = graph.shape(index, 0, pad_fold[1] if pad_fold else None)
     w_dims = graph.shape(index, 1)
     if len(x_dims) == 5:
         raise EyesimError(f"Conv node {name!r} is a 3-D convolution; eyesim models 1-D and 2-D convolutions")
     if len(x_dims) not in (3, 4) or len(w_dims) != len(x_dims):
         raise EyesimError(f"Conv node {name!r}: input {x_dims} and weight {w_dims} are not a 1-D or 2-D conv")
-    attrs = node_attrs(node)
+    attrs = graph.attrs(index)
     spatial = [d + p for d, p in zip(x_dims[2:], pad_fold[2] if pad_fold else [0, 0], strict=False)]
     nd = len(spatial)
     kernel = list(attrs.get("kernel_shape", w_dims[2:]))
@@ -144,7 +144,7 @@ def conv_pads(attrs: dict, spatial: list[int], kernel: list[int], strides: list[
 
 def _gemm_layer(graph: Graph, index: int) -> Layer:
     node, name = graph.nodes[index], graph.names[index]
-    attrs = node_attrs(node)
+    attrs = graph.attrs(index)
     a_dims, b_dims = graph.shape(index, 0), graph.shape(index, 1)
     if len(a_dims) != 2 or len(b_dims) != 2:
         raise EyesimError(f"Gemm node {name!r}: operands {a_dims} and {b_dims} are not 2-D")

@@ -40,8 +40,11 @@ def external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     """Tensors of the graph (initializers, node attributes) whose bytes are stored outside the file."""
     found = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     for node in model.graph.node:
-        for attr in node.attribute:
-            found += [t for t in (attr.t, *attr.tensors) if t.data_location == onnx.TensorProto.EXTERNAL]
+        for attr in node.attribute:  # an unset ``t`` is a default tensor, never external: not read (it is slow)
+            if attr.HasField("t") and attr.t.data_location == onnx.TensorProto.EXTERNAL:
+                found.append(attr.t)
+            if attr.tensors:
+                found += [t for t in attr.tensors if t.data_location == onnx.TensorProto.EXTERNAL]
     return found
 
 

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import onnx
 
 from eyesim.errors import EyesimError
-from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
+from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS, node_attrs
 from eyesim.workload.onnx.shapes import Constants, all_dims
+
+
+class Node(NamedTuple):
+    """What the converters read of a node, copied out of the protobuf once (every protobuf read costs)."""
+
+    op_type: str
+    input: tuple[str, ...]
+    output: tuple[str, ...]
+    name: str
+    attribute: object  # the protobuf's attributes, for node_attrs
+    domain: str
+
+    @classmethod
+    def of(cls, node: onnx.NodeProto) -> Node:
+        return cls(node.op_type, tuple(node.input), tuple(node.output), node.name, node.attribute, node.domain)
 
 
 class Graph:
     """An inferred graph with the lookups the converters need."""
 
-    def __init__(self, graph: onnx.GraphProto, names: list[str], data_inputs: list[onnx.ValueInfoProto]) -> None:
-        self.nodes = list(graph.node)
+    def __init__(self, graph: onnx.GraphProto, names: list[str], data_inputs: list[onnx.ValueInfoProto],
+                 dims: dict | None = None, nodes: list[Node] | None = None) -> None:
+        # dims and nodes (``Node`` records of the graph's nodes) are given when the caller has read them already
+        self.nodes = [Node.of(node) for node in graph.node] if nodes is None else nodes
         self.names = names
-        self.dims = all_dims(graph)
-        self.values = Constants(graph)
+        self.dims = all_dims(graph) if dims is None else dims
+        self.values = Constants(graph, self.nodes)
         self.outputs = {out.name for out in graph.output}
         self.inputs = {vi.name for vi in data_inputs}
         self.producer: dict[str, int] = {}
@@ -33,6 +52,13 @@ class Graph:
             ):
                 self.const.update(t for t in node.output if t)
         self.image = self._image_tensors()
+        self._attrs: dict[int, dict] = {}
+
+    def attrs(self, index: int) -> dict:
+        """``node_attrs`` of node ``index``, read once (checks and converters each ask; callers never change it)."""
+        if index not in self._attrs:
+            self._attrs[index] = node_attrs(self.nodes[index])
+        return self._attrs[index]
 
     def _image_tensors(self) -> set[str]:
         """Tensors computed from the data inputs by no-MAC ops alone (the input image, normalized or not)."""

@@ -14,11 +14,11 @@ import onnx
 from eyesim.errors import EyesimError, first_line
 from eyesim.workload.layer import Workload
 from eyesim.workload.limits import TooLarge, batch_refusal, check_workload
-from eyesim.workload.onnx.batch import find_data_inputs, set_shapes, tensor_ranks
+from eyesim.workload.onnx.batch import LazyRanks, find_data_inputs, set_shapes
 from eyesim.workload.onnx.checks import check_inferred, check_wiring
 from eyesim.workload.onnx.convert import convert_layers
 from eyesim.workload.onnx.external import check_external
-from eyesim.workload.onnx.graph import Graph
+from eyesim.workload.onnx.graph import Graph, Node
 from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
 from eyesim.workload.onnx.proto import read_model, tensor_type
@@ -103,14 +103,19 @@ def _read(path: Path) -> onnx.ModelProto:
 def _import(work: onnx.ModelProto, name: str, batch: int, shapes: dict[str, tuple[int, ...]]) -> Workload:
     """The workload of ``work`` (a private copy, changed in place)."""
     params = _weights_as_inputs(work)
-    names = _validate(work)
-    data_inputs = find_data_inputs(work.graph, params, tensor_ranks(work))
+    nodes = [Node.of(node) for node in work.graph.node]  # read once for the checks (set_shapes may change them)
+    names = _validate(work, nodes)
+    data_inputs = find_data_inputs(work.graph, params, LazyRanks(work), nodes)  # the model is not changed meanwhile
     if not data_inputs:
         raise EyesimError("no data input: every graph input is a parameter (or unused)")
+    added = len(work.graph.initializer)
     batch = set_shapes(work, data_inputs, batch, shapes)
-    inferred = infer_folding_shapes(work).graph
-    check_inferred(inferred, names)
-    graph = Graph(inferred, names, data_inputs)
+    inferred, dims = infer_folding_shapes(work, nodes)
+    # a node input is only ever rewritten to a new initializer (a rebatched Reshape shape, a folded shape input):
+    # with none added, the records still hold (inference itself changes no node)
+    same = len(work.graph.initializer) == added
+    graph = Graph(inferred.graph, names, data_inputs, dims, nodes if same else None)  # lookups only: refuses nothing
+    check_inferred(inferred.graph, names, dims, graph.attrs, graph.nodes)
     layers, not_modelled, io = convert_layers(graph)
     io = with_links(graph, io)
     if not layers:
@@ -122,8 +127,9 @@ def _import(work: onnx.ModelProto, name: str, batch: int, shapes: dict[str, tupl
     return workload
 
 
-def _validate(proto: onnx.ModelProto) -> list[str]:
-    """Structural checks, then the ONNX checker; returns the layer names of the nodes. ``proto`` is a copy."""
+def _validate(proto: onnx.ModelProto, nodes: list[Node] | None = None) -> list[str]:
+    """Structural checks, then the ONNX checker; returns the layer names of the nodes. ``proto`` is a copy;
+    ``nodes``: its nodes as ``graph.Node`` records, when the caller has them (cheaper to read)."""
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise EyesimError("not an ONNX model (no graph or no IR version)")
     if not proto.graph.node:
@@ -133,10 +139,11 @@ def _validate(proto: onnx.ModelProto) -> list[str]:
         raise EyesimError("the model imports no ai.onnx opset")
     if opsets[0] < MIN_OPSET:
         raise EyesimError(f"opset {opsets[0]} is older than {MIN_OPSET}, the oldest eyesim reads")
-    names = node_names(proto.graph.node)
-    for node, node_name in zip(proto.graph.node, names, strict=True):
+    nodes = proto.graph.node if nodes is None else nodes
+    names = node_names(nodes)
+    for node, node_name in zip(nodes, names, strict=True):
         _check_known(node, node_name)
-    check_wiring(proto.graph, names)
+    check_wiring(proto.graph, names, nodes)
     _check(proto)
     return names
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx
 
@@ -34,18 +36,23 @@ def infer(model: onnx.ModelProto) -> onnx.ModelProto:
     raise EyesimError(f"ONNX shape inference failed: {first_line(error)}")
 
 
-def infer_folding_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_folding_shapes(model: onnx.ModelProto, nodes: Sequence | None = None
+                         ) -> tuple[onnx.ModelProto, dict[str, Dims]]:
     """Infer shapes; where a no-MAC op's output stays unknown because its shape-like input (a Reshape's shape,
     Resize sizes, ...) is computed (Shape -> Gather -> Concat ...; Reshape before opset 14 ignores propagated
-    data), compute that input from the inferred dims, write it into ``model`` as a constant and infer again."""
+    data), compute that input from the inferred dims, write it into ``model`` as a constant and infer again.
+    Returns the inferred model and its ``all_dims`` (read once: walking the protobuf is the slow part).
+    ``nodes``: ``graph.Node`` records of the model's nodes, for their op types and outputs (never changed here)."""
     inferred = infer(model)
     while True:
         dims = all_dims(inferred.graph)
-        folder = _ShapeFolder(inferred.graph, dims)
+        folder = None  # built only when some output is unknown
         folded: dict[str, str] = {}
-        for node in model.graph.node:
-            if node.op_type not in NO_MAC_OPS or all(_is_known(dims.get(out)) for out in node.output if out):
+        for index, record in enumerate(model.graph.node if nodes is None else nodes):
+            if record.op_type not in NO_MAC_OPS or all(_is_known(dims.get(out)) for out in record.output if out):
                 continue
+            node = model.graph.node[index]  # its inputs may be rewritten
+            folder = folder or _ShapeFolder(inferred.graph, dims)
             for pos in PARAM_INPUTS.get(node.op_type, ()):
                 tensor = node.input[pos] if pos < len(node.input) else ""
                 value = folder.value(tensor) if tensor and folder.consts.array(tensor) is None else None
@@ -54,7 +61,7 @@ def infer_folding_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
                         folded[tensor] = add_initializer(model, f"{tensor}__eyesim_folded", value)
                     node.input[pos] = folded[tensor]
         if not folded:
-            return inferred
+            return inferred, dims
         inferred = infer(model)
 
 
@@ -139,7 +146,12 @@ def _dims(vi: onnx.ValueInfoProto) -> Dims | None:
     ttype = vi.type.tensor_type
     if not ttype.HasField("shape"):
         return None
-    return [getattr(d, d.WhichOneof("value")) if d.WhichOneof("value") else None for d in ttype.shape.dim]
+    # a non-zero dim_value is set (the common case: one protobuf read); else which field is set decides
+    return [d.dim_value or _unvalued(d) for d in ttype.shape.dim]
+
+
+def _unvalued(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
+    return 0 if dim.HasField("dim_value") else dim.dim_param if dim.HasField("dim_param") else None
 
 
 def all_dims(graph: onnx.GraphProto) -> dict[str, Dims]:
@@ -151,9 +163,11 @@ def all_dims(graph: onnx.GraphProto) -> dict[str, Dims]:
 class Constants:
     """Values of initializers and Constant-node outputs, decoded on demand."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
+    def __init__(self, graph: onnx.GraphProto, nodes: Sequence | None = None) -> None:
+        """``nodes``: the graph's nodes as ``graph.Node`` records, when the caller has them (cheaper to read)."""
         self.tensors = {init.name: init for init in graph.initializer}
-        self.nodes = {node.output[0]: node for node in graph.node if node.op_type == "Constant" and node.output}
+        self.nodes = {node.output[0]: node for node in (graph.node if nodes is None else nodes)
+                      if node.op_type == "Constant" and node.output}
 
     def array(self, name: str) -> np.ndarray | None:
         try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from eyesim.errors import EyesimError
 from eyesim.workload.layer import Layer, LayerIO, Transposed, out_size
 from eyesim.workload.onnx.graph import Graph
-from eyesim.workload.onnx.ops import node_attrs
 
 
 def _auto_pad(attrs: dict) -> str:
@@ -77,7 +76,7 @@ def conv_transpose_layer(graph: Graph, index: int) -> tuple[Layer, LayerIO]:
     if len(x_dims) not in (3, 4) or len(w_dims) != len(x_dims):
         raise EyesimError(f"ConvTranspose node {name!r}: input {x_dims} and weight {w_dims} are not a 1-D or 2-D "
                           "transposed convolution; eyesim models those only")
-    attrs = node_attrs(node)
+    attrs = graph.attrs(index)
     group = attrs.get("group", 1)
     kernel = list(attrs.get("kernel_shape", w_dims[2:]))
     if kernel != w_dims[2:] or group < 1 or x_dims[1] != w_dims[0] or w_dims[0] % group:
