@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,6 +86,9 @@ def test_arguments_are_passed_in_the_declared_types():
     assert KERNELS["used_cols"](lv) == jit("used_cols")(np.ascontiguousarray(lv, dtype=np.int64))
     stream = np.array([0, 0, 1, 0] * 20, dtype=np.int8)[::2] != 0
     assert KERNELS["rlc_pairs"](stream, 31) == jit("rlc_pairs")(np.ascontiguousarray(stream), 31)
+    assert KERNELS["distinct_offsets"](np.int64(3), 4, True, 1) == jit("distinct_offsets")(3, 4, 1, 1)
+    with pytest.raises(TypeError):  # a float where an integer is declared is refused, never truncated
+        KERNELS["distinct_offsets"](3.5, 4, 11, 1)
 
 
 def python(code: str, cwd: Path = ROOT, **env: str) -> list:
