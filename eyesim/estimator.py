@@ -54,8 +54,14 @@ class Target:
 
     @classmethod
     def of(cls, hw: Hardware, bits: Bits | None = None) -> Target:
-        bits = bits or hw.widths
-        return cls(hw, bits, hw_vector(hw, bits), access_costs(hw, bits), mac_cost(hw, bits))
+        return _target(hw, bits or hw.widths)
+
+
+@functools.lru_cache(maxsize=16)
+def _target(hw: Hardware, bits: Bits) -> Target:
+    """``Target.of``, built once per (hardware, widths): both are frozen, and its arrays are only read (the kernels
+    take them writeable: a read-only array would be another signature)."""
+    return Target(hw, bits, hw_vector(hw, bits), access_costs(hw, bits), mac_cost(hw, bits))
 
 
 def estimate(model, hw, batch: int | None = None, mapping=None, progress=None, bits=None, densities=None,
@@ -108,12 +114,14 @@ def _reused(layer: Layer, target: Target, pinned: Mapping | None, cache: SearchC
     if effects.first_taps.size or effects.first_taps_flat.size:
         return estimate_layer(layer, target, pinned, cache, density, effects)
     earlier = memo.setdefault(tuple(vars(layer).values())[1:], [])  # [1:]: the layer's fields but its name
-    for given, first, found in earlier:
-        if given == (pinned, density, effects) and _exact(given) == _exact((pinned, density, effects)):
+    given = (pinned, density, effects)
+    exact = _exact(given)
+    for specs, texts, first, found in earlier:
+        if specs == given and texts == exact:
             slices = found.slices and replace(found.slices, layer=_renamed(found.slices.layer, first, layer))
             return replace(found, layer=_renamed(found.layer, first, layer), slices=slices)
     found = estimate_layer(layer, target, pinned, cache, density, effects)
-    earlier.append(((pinned, density, effects), layer, found))
+    earlier.append((given, exact, layer, found))
     return found
 
 
@@ -214,9 +222,8 @@ def operand_target(layer: Layer, target: Target) -> Target:
     return _act_target(target.hw, target.bits)
 
 
-@functools.lru_cache(maxsize=16)
 def _act_target(hw: Hardware, bits: Bits) -> Target:
-    return Target.of(hw, replace(bits, weights=bits.ifmap))
+    return _target(hw, replace(bits, weights=bits.ifmap))
 
 
 def _energy_floor(layer: Layer, target: Target, costs: tuple[np.ndarray, float], effects: ZeroEffects) -> float:

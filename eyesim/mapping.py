@@ -44,8 +44,7 @@ class Mapping:
     t: int
 
     def __post_init__(self) -> None:
-        for key in df.MAPPING_KEYS:
-            value = getattr(self, key)
+        for key, value in zip(df.MAPPING_KEYS, (self.m, self.n, self.e, self.p, self.q, self.r, self.t), strict=True):
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PARAM:
                 shown = _REPR.repr(value)
                 raise EyesimError(f"mapping {key} must be a whole number from 1 to {MAX_PARAM}, got {shown}")
@@ -55,7 +54,7 @@ class Mapping:
 
     @classmethod
     def from_vector(cls, vec: np.ndarray) -> Mapping:
-        return cls(*(int(v) for v in vec))
+        return cls(*vec.tolist())  # an int64 vector's items as Python ints, in one call
 
     def as_dict(self) -> dict[str, int]:
         return {key: getattr(self, key) for key in df.MAPPING_KEYS}

@@ -20,14 +20,28 @@ from eyesim.hardware.spec import (
     RFSpec,
     SparsitySpec,
     hardware_to_dict,
+    prevalidated,
 )
-from eyesim.yamlio import read_yaml
+from eyesim.yamlio import parse_yaml, read_text
+
+_LOADED: dict[tuple[str, str], Hardware] = {}  # (source, file text) -> its Hardware, in this process
+_MAX_LOADED = 64
 
 
 def load_hardware(path: str | os.PathLike[str]) -> Hardware:
-    """Read, validate and return the hardware described by the YAML file at ``path``."""
+    """Read, validate and return the hardware described by the YAML file at ``path``.
+
+    The file is read every time; a text read before gives the Hardware built from it then (a function of
+    the text and ``source`` alone, and frozen, so it is shared): parsing and checks cost ~100x the read.
+    """
     source = str(path)
-    return hardware_from_dict(read_yaml(source, "hardware file"), source)
+    key = (source, read_text(source, "hardware file"))
+    if key not in _LOADED:
+        hardware = hardware_from_dict(parse_yaml(key[1], source), source)
+        if len(_LOADED) >= _MAX_LOADED:
+            _LOADED.clear()
+        _LOADED[key] = hardware
+    return _LOADED[key]
 
 
 def hardware_from_dict(data: dict[str, Any], source: str) -> Hardware:
@@ -51,6 +65,11 @@ def with_overrides(hw: Hardware, overrides: Mapping[str, object]) -> Hardware:
 
 
 def _build(flat: dict[str, Any], source: str) -> Hardware:
+    """The Hardware of ``flat``, which ``validate`` has passed (so it is not validated again)."""
+    return prevalidated(lambda: _hardware(flat, source))
+
+
+def _hardware(flat: dict[str, Any], source: str) -> Hardware:
     provenance = {cost: flat.get(f"energy.provenance.{cost}", NOT_GIVEN) for cost in (*COSTS, "pj_per_unit")}
     return Hardware(
         name=flat["name"],

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from eyesim.hardware.schema import FIELDS, NOT_GIVEN, set_path, validate
+
+_PREVALIDATED: ContextVar[bool] = ContextVar("eyesim_hardware_prevalidated", default=False)
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,17 @@ class Hardware:
         return self.bits or Bits(self.word_bits, self.word_bits, self.word_bits)
 
     def __post_init__(self) -> None:
-        validate(hardware_to_dict(self), self.source or "hardware")
+        if not _PREVALIDATED.get():  # built from fields validate() just passed (load.py): checking again is waste
+            validate(hardware_to_dict(self), self.source or "hardware")
+
+
+def prevalidated(build: Callable[[], Hardware]) -> Hardware:
+    """``build()``, a Hardware made of fields that ``validate`` has just passed, without validating them again."""
+    token = _PREVALIDATED.set(True)
+    try:
+        return build()
+    finally:
+        _PREVALIDATED.reset(token)
 
 
 def hardware_to_dict(hw: Hardware) -> dict[str, Any]:
