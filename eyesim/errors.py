@@ -14,6 +14,12 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal line: line breaks, escape sequences and other control characters (from
+    file, layer or op names) shown escaped (``\\x1b``), never acted on."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def located(label: str, message: str) -> EyesimError:
     """``label: message`` as one line (white space folded), e.g. a file and what is wrong with it."""
     return EyesimError(" ".join(f"{label}: {message}".split()))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from eyesim.errors import EyesimError
+from eyesim.errors import EyesimError, printable
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -35,7 +35,7 @@ def guarded(ctx: click.Context, work) -> None:
 
 def one_line(text: str) -> str:
     """``text`` on one line: line breaks and other control characters (from file or layer names) escaped."""
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return printable(text)
 
 
 def check_output(path: Path, suffixes: tuple[str, ...]) -> None:
@@ -151,7 +151,7 @@ def with_progress(job):
 
     with tqdm(desc="estimating", file=sys.stderr, leave=False, bar_format="{desc} [{elapsed}]") as bar:
         def progress(status: str) -> None:
-            bar.set_description(status)
+            bar.set_description(printable(status))
             bar.update(1)
 
         return job(progress)

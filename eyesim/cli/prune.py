@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from eyesim.cli.guard import FILE, SET_HELP, check_paths, guarded, hardware_with_sets, write_atomic
+from eyesim.errors import printable
 
 
 @click.command()
@@ -154,7 +155,7 @@ class _Bars:
         if index == 0:
             self._close()
             self.outer = tqdm(total=count, desc=f"pass {pass_no}", unit="layer", file=sys.stderr, leave=False)
-        self.inner = tqdm(total=None, desc=f"  {name}", unit="count", file=sys.stderr, leave=False)
+        self.inner = tqdm(total=None, desc=f"  {printable(name)}", unit="count", file=sys.stderr, leave=False)
 
     def trial(self, kept: int, of: int) -> None:
         if self.inner is not None:

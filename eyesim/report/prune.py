@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eyesim.errors import printable
 from eyesim.prune.result import PruneResult, change, report_frame
 from eyesim.result import csv_safe
 
@@ -13,7 +14,7 @@ RIGHT = {"energy share", "weights kept", "error fit/val", "accuracy fit/val/eval
 def report_text(result: PruneResult, model: Path) -> str:
     """The terminal report: one line per layer in the order pruned, then the totals."""
     fit, val, held_out = result.sources
-    lines = [f"model {model.name}  |  hardware {result.hardware}  |  method {result.method}",
+    lines = [f"model {printable(model.name)}  |  hardware {printable(result.hardware)}  |  method {result.method}",
              f"fit on {fit}  |  choose on {val}" + (f"  |  held out {held_out}" if held_out else ""),
              f"rule: {result.rule.describe(result.threshold)}"]
     head = ["pass", "layer", "op", "energy share", "weights kept", "error fit/val", "support",
@@ -23,6 +24,7 @@ def report_text(result: PruneResult, model: Path) -> str:
                       f"{100 * s.fit_error:.1f}/{100 * s.val_error:.1f}%", s.support,
                       _accuracies(s.accuracy_fit, s.accuracy_val, s.accuracy_eval),
                       change(s.energy_before, s.energy_after)] for s in result.steps]
+    rows = [[printable(cell) for cell in row] for row in rows]  # layer and op names come from the model file
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines += ["  ".join(c.rjust(w) if head[i] in RIGHT else c.ljust(w) for i, (c, w) in
                         enumerate(zip(r, widths, strict=True))).rstrip() for r in rows]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from eyesim.cost.breakdown import ENERGY_LEVELS, ENERGY_TYPES
+from eyesim.errors import printable
 from eyesim.result import LayerResult, Result
 
 LEVEL_HEAD = ("DRAM", "GLB", "array", "RF", "MAC")
@@ -33,7 +34,7 @@ def native_lines(result: Result) -> list[str]:
     lines = ["outside the hardware's native layer shapes (its native section):"]
     for lr in outside:
         run = f" (run as {lr.slices.text})" if lr.slices else ""
-        lines.append(f"  {lr.layer.name}: {', '.join(lr.outside_native)}{run}")
+        lines.append(f"  {printable(lr.layer.name)}: {', '.join(lr.outside_native)}{run}")
     return lines
 
 
@@ -93,6 +94,7 @@ def table(result: Result) -> str:
                  macs(tot["macs_executed"]), "", "", "",
                  *cycles(*(sum(c) for c in zip(*(_cycles(lr.timing) for lr in result.layers), strict=True))),
                  f"{tot['latency_s'] * 1e3:.3f}", ""])
+    rows = [[printable(cell) for cell in row] for row in rows]  # names come from the model file
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     numeric = set(range(3, len(head) - 1)) - {4}
 
@@ -135,7 +137,8 @@ def summary(result: Result) -> str:
     """Header lines: model, hardware, batch, bit widths, units and the ops listed but not charged."""
     hw = result.hardware
     lines = [
-        f"model {result.model}  |  hardware {hw.name} ({hw.source or 'in memory'})  |  batch {result.batch}  |  "
+        f"model {printable(result.model)}  |  hardware {printable(hw.name)} ({printable(hw.source or 'in memory')})  "
+        f"|  batch {result.batch}  |  "
         f"bits w/i/p {result.bits.weights}/{result.bits.ifmap}/{result.bits.psum}",
         "energy unit: one 16-bit MAC = 1 (costs per access: "
         + ", ".join(f"{k} {getattr(hw.energy, k):g}" for k in ENERGY_LEVELS) + "); * = pinned mapping; "
@@ -151,6 +154,6 @@ def summary(result: Result) -> str:
         ops: dict[str, int] = {}
         for nm in result.not_modelled:
             ops[nm.op] = ops.get(nm.op, 0) + 1
-        listed = ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
+        listed = ", ".join(f"{printable(op)} x{n}" for op, n in sorted(ops.items()))
         lines.append(f"not modelled (no MACs, or folded into a conv): {listed}")
     return "\n".join(lines)
