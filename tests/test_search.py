@@ -65,7 +65,8 @@ def test_no_sampled_legal_mapping_beats_the_search(data):
     best, energy, _ = search(lv, hw, COST)
     rows, cols = df.strip_rows_table(lv), df.used_cols(lv)
     for _ in range(20):
-        vec = np.array([data.draw(tilings(layer))[k] for k in df.MAPPING_KEYS], dtype=np.int64)
+        tiling = data.draw(tilings(layer))  # one whole tiling per vector (not one drawn per key)
+        vec = np.array([tiling[k] for k in df.MAPPING_KEYS], dtype=np.int64)
         if df.first_violation(lv, hw, vec) == df.OK:
             assert mapping_energy(lv, hw, vec, rows, cols, COST, 1.0, NO_EXTRA) >= energy
             assert df.first_violation(lv, hw, best) == df.OK
