@@ -26,8 +26,8 @@ from eyesim.mapping import Mapping, load_mapping_file, violation
 from eyesim.result import LayerResult, Result
 from eyesim.workload.layer import Layer, Workload
 from eyesim.workload.limits import rebatched
-from eyesim.workload.onnx.load import load_workload
-from eyesim.workload.onnx.run import load_model
+from eyesim.workload.onnx.load import OnnxFile, load_with_file, load_workload
+from eyesim.workload.onnx.run import with_weights
 from eyesim.workload.slices import slice_widths, sliced
 from eyesim.workload.torch_export import as_model, example_batch
 
@@ -80,11 +80,11 @@ def estimate(model, hw, batch: int | None = None, mapping=None, progress=None, b
     """
     model = as_model(model, example_inputs, exporter, opset)
     batch = example_batch(example_inputs) if batch is None else batch
-    workload = _workload(model, batch, input_shapes)
+    workload, source = _workload(model, batch, input_shapes)
     target = Target.of(*_hardware(hw, bits))
     pinned = _pinned(mapping, workload)
     given = parse_given(densities, workload)
-    proto = _with_weights(model)  # read once, for the weights and for running samples
+    proto = _with_weights(model, source)  # for the weights and for running samples
     weights = weight_stats(proto, workload, target.bits.weights) if proto is not None else {}
     counts = _sample_counts(proto, _label(model), workload, samples, target.bits, progress)
     found = layer_densities(workload, given, weights, counts)
@@ -292,14 +292,17 @@ def _hardware(hw, bits) -> tuple[Hardware, Bits]:
     return hardware, replace(hardware.widths, **given)
 
 
-def _workload(model, batch: int, input_shapes=None) -> Workload:
+def _workload(model, batch: int, input_shapes=None) -> tuple[Workload, OnnxFile | None]:
+    """The workload, and the ONNX file read for it (None unless ``model`` is a path): read once per estimate."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise EyesimError(f"batch must be a positive integer, got {batch!r}")
     if isinstance(model, Workload):
         if input_shapes:
             raise EyesimError("input_shapes need the ONNX model (a path or a ModelProto), not a Workload")
-        return rebatched(model, batch)
-    return load_workload(model, batch=batch, input_shapes=input_shapes)
+        return rebatched(model, batch), None
+    if isinstance(model, onnx.ModelProto):
+        return load_workload(model, batch=batch, input_shapes=input_shapes), None
+    return load_with_file(model, batch=batch, input_shapes=input_shapes)
 
 
 def _pinned(mapping, workload: Workload) -> dict[str, Mapping]:
@@ -330,11 +333,11 @@ def weight_stats(proto: onnx.ModelProto, workload: Workload, bits: int) -> dict[
             for name, io in workload.io.items() if (w := weights.get(io.weights)) is not None}
 
 
-def _with_weights(model) -> onnx.ModelProto | None:
-    """The ONNX model with its weights (None for a Workload)."""
+def _with_weights(model, source: OnnxFile | None) -> onnx.ModelProto | None:
+    """The ONNX model with its weights (None for a Workload); ``source``: the file ``_workload`` read."""
     if isinstance(model, Workload | onnx.ModelProto):
         return model if isinstance(model, onnx.ModelProto) else None
-    return load_model(model)  # external data checked before it is read; missing data is refused, never dense
+    return with_weights(source)  # external data checked before it is read; missing data is refused, never dense
 
 
 def _label(model) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from eyesim.errors import EyesimError
 
 SHAPE_KEYS = ("N", "G", "C", "M", "H", "W", "R", "S", "E", "F", "U", "Uw", "Dh", "Dw")
+_INT = {int}
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,13 @@ class Layer:
     act_operand: bool = False  # the "weights" are an activation (MatMul/Gemm/Einsum of two activations)
 
     def __post_init__(self) -> None:
-        for key in SHAPE_KEYS:
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise EyesimError(f"layer {self.name!r}: {key} must be a positive integer, got {value!r}")
+        values = (self.N, self.G, self.C, self.M, self.H, self.W, self.R, self.S, self.E, self.F, self.U, self.Uw,
+                  self.Dh, self.Dw)  # SHAPE_KEYS' values: plain ints >= 1 pass at once (layers are made often)
+        if set(map(type, values)) != _INT or min(values) < 1:
+            for key in SHAPE_KEYS:
+                value = getattr(self, key)
+                if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                    raise EyesimError(f"layer {self.name!r}: {key} must be a positive integer, got {value!r}")
         if out_size(self.H, self.R, self.U, self.Dh) != self.E:
             raise EyesimError(f"layer {self.name!r}: E={self.E} does not follow from H={self.H}, R={self.R}, "
                               f"U={self.U}")

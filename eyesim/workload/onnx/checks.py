@@ -13,7 +13,7 @@ import onnx
 from eyesim.errors import EyesimError
 from eyesim.workload.limits import MAX_WORDS, check_dims
 from eyesim.workload.onnx.ops import node_attrs
-from eyesim.workload.onnx.shapes import all_dims
+from eyesim.workload.onnx.shapes import read_values
 
 FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                          onnx.TensorProto.BFLOAT16})
@@ -40,20 +40,25 @@ def check_wiring(graph: onnx.GraphProto, names: list[str], nodes: Sequence | Non
 
 
 def check_inferred(graph: onnx.GraphProto, names: list[str], dims: dict | None = None,
-                   attrs: Callable[[int], dict] | None = None, nodes: Sequence | None = None) -> None:
+                   attrs: Callable[[int], dict] | None = None, nodes: Sequence | None = None,
+                   types: dict[str, int] | None = None) -> None:
     """After shape inference: tensor sizes, MAC ops' element types and Conv attributes, Reshape element counts.
 
-    ``dims``: ``all_dims(graph)``, ``attrs``: node index -> ``node_attrs`` and ``nodes``: the graph's nodes
-    (``graph.Node`` records), when the caller has them already."""
-    dims = all_dims(graph) if dims is None else dims
+    ``dims`` and ``types``: ``read_values(graph)``, ``attrs``: node index -> ``node_attrs`` and ``nodes``: the
+    graph's nodes (``graph.Node`` records), when the caller has them already."""
+    if dims is None or types is None:
+        dims, types = read_values(graph)
     attrs = attrs or (lambda index: node_attrs(graph.node[index]))
     nodes = graph.node if nodes is None else nodes
+    small: set[int] = set()  # ids of dims lists within the limits: tensors of one type share one list
     for tensor, shape in dims.items():  # negative dims (a kernel larger than its input) are refused per layer
+        if id(shape) in small:
+            continue
         known = [d for d in shape if isinstance(d, int) and d >= 0]
         # check_dims only refuses sizes above MAX_WORDS: it runs (and words the refusal) only for those
         if len(known) == len(shape) and (math.prod(known) > MAX_WORDS or max(known, default=0) > MAX_WORDS):
             check_dims(known, f"tensor {tensor!r}")
-    types = _elem_types(graph, nodes)
+        small.add(id(shape))
     for index, node in enumerate(nodes):
         for pos in _MAC_DATA.get(node.op_type, ()):
             elem = types.get(node.input[pos], 0) if pos < len(node.input) else 0
@@ -66,16 +71,6 @@ def check_inferred(graph: onnx.GraphProto, names: list[str], dims: dict | None =
             _check_conv(node, names[index], dims, attrs(index))
         elif node.op_type == "Reshape":
             _check_reshape(node, names[index], dims)
-
-
-def _elem_types(graph: onnx.GraphProto, nodes: Sequence) -> dict[str, int]:
-    """Element types of the tensors MAC ops multiply (only those: reading a type off the protobuf is slow)."""
-    wanted = {node.input[pos] for node in nodes for pos in _MAC_DATA.get(node.op_type, ())
-              if pos < len(node.input)}
-    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*graph.input, *graph.value_info, *graph.output)
-             if vi.name in wanted}
-    types.update({t.name: t.data_type for t in graph.initializer if t.name in wanted})
-    return types
 
 
 def _check_conv(node: onnx.NodeProto, name: str, dims: dict, attrs: dict) -> None:

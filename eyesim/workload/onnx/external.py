@@ -48,12 +48,15 @@ def external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     return found
 
 
-def check_external(model: onnx.ModelProto, folder: Path, need_files: bool = True) -> list[Extent]:
+def check_external(model: onnx.ModelProto, folder: Path, need_files: bool = True,
+                   tensors: list[onnx.TensorProto] | None = None) -> list[Extent]:
     """The extents of every external tensor, all checked (see the module docstring), or EyesimError.
 
     With ``need_files`` False (a shape-only read) a missing file is let pass: its values are not used yet.
+    ``tensors``: ``external_tensors(model)``, when the caller has them (finding them walks every attribute).
     """
-    extents = [_extent(tensor, folder, need_files) for tensor in external_tensors(model)]
+    tensors = external_tensors(model) if tensors is None else tensors
+    extents = [_extent(tensor, folder, need_files) for tensor in tensors]
     extents = [extent for extent in extents if extent is not None]
     total = sum(extent.length for extent in extents)
     if total > MAX_EXTERNAL_BYTES:

@@ -7,8 +7,6 @@ ifmap is only an estimate of it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from eyesim.workload.layer import LayerIO
 from eyesim.workload.onnx.graph import Graph
 from eyesim.workload.onnx.ops import MAC_OPS
@@ -29,9 +27,11 @@ def with_links(graph: Graph, io: dict[str, LayerIO]) -> dict[str, LayerIO]:
         same = _same_downstream(graph, where.ofmap)
         readers = tuple(r for tensor in same for r in readers_of.get(tensor, ()))
         act = where.weights not in graph.const  # an activation second operand is an fmap too
-        links[name] = replace(where, ifmap_tensors=_same_upstream(graph, where.ifmap), ofmap_tensors=same,
-                              weights_tensors=_same_upstream(graph, where.weights) if act else (),
-                              readers=readers, downstream=_downstream(graph, same, readers_of, set(readers)))
+        # ``replace`` without its per-field walk (LayerIO holds only its fields)
+        links[name] = LayerIO(**{**where.__dict__, "ifmap_tensors": _same_upstream(graph, where.ifmap),
+                                 "ofmap_tensors": same,
+                                 "weights_tensors": _same_upstream(graph, where.weights) if act else (),
+                                 "readers": readers, "downstream": _downstream(graph, same, readers_of, set(readers))})
     return links
 
 

@@ -7,6 +7,7 @@ import math
 import operator
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -17,7 +18,7 @@ from eyesim.workload.limits import TooLarge, batch_refusal, check_workload
 from eyesim.workload.onnx.batch import LazyRanks, find_data_inputs, set_shapes
 from eyesim.workload.onnx.checks import check_inferred, check_wiring
 from eyesim.workload.onnx.convert import convert_layers
-from eyesim.workload.onnx.external import check_external
+from eyesim.workload.onnx.external import check_external, external_tensors
 from eyesim.workload.onnx.graph import Graph, Node
 from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
@@ -29,6 +30,15 @@ _PROTOBUF_LIMIT = 2**31
 _WEIGHT_SIZE = 1024  # initializers with more elements are weights: only their dims are used
 
 
+@dataclass(frozen=True)
+class OnnxFile:
+    """An ONNX file read once, shape-only (external values unread): ``model`` is never changed (copied first)."""
+
+    path: Path
+    model: onnx.ModelProto
+    external: bool  # some tensor's values are in external data (checked: eyesim.workload.onnx.external)
+
+
 def load_workload(model: str | os.PathLike | onnx.ModelProto, batch: int = 1,
                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> Workload:
     """Read an ONNX model (a path or a ModelProto) and return its layers at ``batch``.
@@ -37,23 +47,42 @@ def load_workload(model: str | os.PathLike | onnx.ModelProto, batch: int = 1,
     batch dims (the rule: eyesim.workload.onnx.batch). Raises EyesimError, on one line naming the file,
     for anything wrong with the model, ``batch`` or ``input_shapes``.
     """
+    return _guarded(model, batch, input_shapes, keep=False)[0]
+
+
+def load_with_file(model: str | os.PathLike, batch: int = 1, input_shapes: Mapping[str, Sequence[int]] | None = None
+                   ) -> tuple[Workload, OnnxFile]:
+    """``load_workload`` of a path, and the file as read: its weights are then read without reading it again."""
+    workload, source = _guarded(model, batch, input_shapes, keep=True)
+    assert source is not None  # a path is read
+    return workload, source
+
+
+def _guarded(model: str | os.PathLike | onnx.ModelProto, batch: int,
+             input_shapes: Mapping[str, Sequence[int]] | None, keep: bool) -> tuple[Workload, OnnxFile | None]:
+    """``load_workload``; with ``keep`` the file read is returned unchanged (the import changes a copy)."""
     label = _label(model)
     try:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise EyesimError(f"batch must be a positive integer, got {batch!r}")
         shapes = _input_shapes(input_shapes)
+        source = None if isinstance(model, onnx.ModelProto) else _read(Path(model))
         try:
-            return _load(model, batch, shapes)
+            return _load(model, source, keep, batch, shapes), source
         except TooLarge as err:
             if batch == 1:
                 raise
-            raise batch_refusal(batch, str(err), _load(model, 1, shapes)) from err
+            again = None if source is None else source if keep else _read(source.path)  # the first import changed it
+            raise batch_refusal(batch, str(err), _load(model, again, keep, 1, shapes)) from err
     except EyesimError as err:
         raise EyesimError(f"{label}: {err}".replace("\n", " ")) from err
 
 
-def _load(model: str | os.PathLike | onnx.ModelProto, batch: int, shapes: dict[str, tuple[int, ...]]) -> Workload:
-    proto = copy.deepcopy(model) if isinstance(model, onnx.ModelProto) else _read(Path(model))
+def _load(model: str | os.PathLike | onnx.ModelProto, source: OnnxFile | None, keep: bool, batch: int,
+          shapes: dict[str, tuple[int, ...]]) -> Workload:
+    """The import of ``source`` (or of ``model``, a ModelProto), on a copy unless the file is not kept."""
+    given = model if source is None else source.model
+    proto = copy.deepcopy(given) if source is None or keep else given
     return _import(proto, _model_name(model, proto), batch, shapes)
 
 
@@ -86,7 +115,7 @@ def _model_name(model: object, proto: onnx.ModelProto) -> str:
     return Path(model).stem
 
 
-def _read(path: Path) -> onnx.ModelProto:
+def _read(path: Path) -> OnnxFile:
     if not path.is_file():
         raise EyesimError("no such file" if not path.exists() else "not a file")
     if (size := path.stat().st_size) >= _PROTOBUF_LIMIT:  # protobuf refuses it anyway, after reading it all
@@ -96,8 +125,9 @@ def _read(path: Path) -> onnx.ModelProto:
         proto = read_model(path)  # shape-only: values are read when used
     except Exception as err:  # protobuf DecodeError and friends
         raise EyesimError(f"not an ONNX file, or truncated (protobuf parse error: {first_line(err)})") from err
-    check_external(proto, path.parent, need_files=False)  # the files are needed when values are read
-    return proto
+    tensors = external_tensors(proto)
+    check_external(proto, path.parent, need_files=False, tensors=tensors)  # the files are needed when values are read
+    return OnnxFile(path, proto, bool(tensors))
 
 
 def _import(work: onnx.ModelProto, name: str, batch: int, shapes: dict[str, tuple[int, ...]]) -> Workload:
@@ -110,12 +140,12 @@ def _import(work: onnx.ModelProto, name: str, batch: int, shapes: dict[str, tupl
         raise EyesimError("no data input: every graph input is a parameter (or unused)")
     added = len(work.graph.initializer)
     batch = set_shapes(work, data_inputs, batch, shapes)
-    inferred, dims = infer_folding_shapes(work, nodes)
+    inferred, dims, types = infer_folding_shapes(work, nodes)
     # a node input is only ever rewritten to a new initializer (a rebatched Reshape shape, a folded shape input):
     # with none added, the records still hold (inference itself changes no node)
     same = len(work.graph.initializer) == added
     graph = Graph(inferred.graph, names, data_inputs, dims, nodes if same else None)  # lookups only: refuses nothing
-    check_inferred(inferred.graph, names, dims, graph.attrs, graph.nodes)
+    check_inferred(inferred.graph, names, dims, graph.attrs, graph.nodes, types)
     layers, not_modelled, io = convert_layers(graph)
     io = with_links(graph, io)
     if not layers:

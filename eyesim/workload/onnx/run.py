@@ -2,7 +2,8 @@
 
 Public API:
 
-- ``load_model(path) -> onnx.ModelProto``: a model with its weights (initializers), or EyesimError.
+- ``load_model(path) -> onnx.ModelProto``: a model with its weights (initializers), or EyesimError;
+  ``with_weights(source)`` the same of a file read already by ``load.load_with_file``.
 - ``load_samples(path, need_labels=True) -> Samples``: ``x`` (and labels ``y``) from ``.npz`` (``x``, ``y``) or
   ``.npy`` (inputs only).
 - ``Runner(model, overridable)``: one onnxruntime session over ``model`` whose initializers named in
@@ -24,6 +25,7 @@ import onnx
 from eyesim.errors import EyesimError, first_line
 from eyesim.workload.onnx.arrays import read_arrays
 from eyesim.workload.onnx.external import load_external
+from eyesim.workload.onnx.load import OnnxFile
 from eyesim.workload.onnx.proto import read_model
 
 CHUNK = 256  # samples per onnxruntime call when the batch dimension is free
@@ -61,6 +63,19 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         load_external(model, path.parent)
     except EyesimError as err:
         raise EyesimError(f"{path}: {err}") from err
+    return model
+
+
+def with_weights(source: OnnxFile) -> onnx.ModelProto:
+    """``load_model`` of a file read already (``load.load_with_file``: its refusals came first): the model as
+    read, or a copy with its external data read (checked before it is read)."""
+    if not source.external:
+        return source.model
+    model = copy.deepcopy(source.model)
+    try:
+        load_external(model, source.path.parent)
+    except EyesimError as err:
+        raise EyesimError(f"{source.path}: {err}") from err
     return model
 
 

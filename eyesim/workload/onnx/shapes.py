@@ -37,15 +37,15 @@ def infer(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def infer_folding_shapes(model: onnx.ModelProto, nodes: Sequence | None = None
-                         ) -> tuple[onnx.ModelProto, dict[str, Dims]]:
+                         ) -> tuple[onnx.ModelProto, dict[str, Dims], dict[str, int]]:
     """Infer shapes; where a no-MAC op's output stays unknown because its shape-like input (a Reshape's shape,
     Resize sizes, ...) is computed (Shape -> Gather -> Concat ...; Reshape before opset 14 ignores propagated
     data), compute that input from the inferred dims, write it into ``model`` as a constant and infer again.
-    Returns the inferred model and its ``all_dims`` (read once: walking the protobuf is the slow part).
+    Returns the inferred model and its ``read_values`` (read once: walking the protobuf is the slow part).
     ``nodes``: ``graph.Node`` records of the model's nodes, for their op types and outputs (never changed here)."""
     inferred = infer(model)
     while True:
-        dims = all_dims(inferred.graph)
+        dims, types = read_values(inferred.graph)
         folder = None  # built only when some output is unknown
         folded: dict[str, str] = {}
         for index, record in enumerate(model.graph.node if nodes is None else nodes):
@@ -61,7 +61,7 @@ def infer_folding_shapes(model: onnx.ModelProto, nodes: Sequence | None = None
                         folded[tensor] = add_initializer(model, f"{tensor}__eyesim_folded", value)
                     node.input[pos] = folded[tensor]
         if not folded:
-            return inferred, dims
+            return inferred, dims, types
         inferred = infer(model)
 
 
@@ -155,9 +155,28 @@ def _unvalued(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
 
 
 def all_dims(graph: onnx.GraphProto) -> dict[str, Dims]:
-    found = {vi.name: _dims(vi) for vi in (*graph.input, *graph.value_info, *graph.output)}
-    found.update({init.name: list(init.dims) for init in graph.initializer})
-    return {name: dims for name, dims in found.items() if dims is not None}
+    return read_values(graph)[0]
+
+
+def read_values(graph: onnx.GraphProto) -> tuple[dict[str, Dims], dict[str, int]]:
+    """The dims of every tensor that has them, and every tensor's element type (0: unknown), read once.
+
+    Values of one type (the same serialized ``TypeProto``) share one reading, and its dims list (callers
+    never change it): reading a shape makes a Python object per nested field, its bytes are one call.
+    """
+    memo: dict[bytes, tuple[Dims | None, int]] = {}
+    found: dict[str, Dims | None] = {}
+    types: dict[str, int] = {}
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        vtype = vi.type
+        key = vtype.SerializeToString()
+        known = memo.get(key)
+        if known is None:
+            known = memo[key] = (_dims(vi), vtype.tensor_type.elem_type)
+        found[vi.name], types[vi.name] = known
+    for init in graph.initializer:
+        found[init.name], types[init.name] = list(init.dims), init.data_type
+    return {name: dims for name, dims in found.items() if dims is not None}, types
 
 
 class Constants:
