@@ -13,7 +13,7 @@ time of the measuring process and its workers, which other load on the machine c
 only); start-up (cluster, imports, kernels, warm-up) is excluded from the rate and reported.
 ``--memory``: peak memory (RSS and Arrow's pool) of streamed ResNet-50 sweeps of two grid sizes with a
 small write threshold (what the default's bound scales from), and the bytes per row of the output.
-Run: python benchmarks/bench_sweep.py [--runs 5] [--vs REV] [--dask] [--memory]
+Run: python benchmarks/bench_sweep.py [--runs 5] [--vs REV] [--dask] [--memory [--memory-configs 500,1000,2000]]
 """
 
 from __future__ import annotations
@@ -161,17 +161,23 @@ def memory_child(configs: int, pending_rows: int) -> None:
                       "arrow_peak_mb": arrow_peak / 2**20, "bytes_per_row": per_row}))
 
 
-def memory(configs: tuple[int, ...] = (200, 800), pending_rows: int = 2_000) -> None:
-    """Streamed sweeps of two sizes, and the default's bound extrapolated to 100,000 configurations."""
+def memory(configs: tuple[int, ...] = (500, 1_000, 2_000), pending_rows: int = 2_000) -> None:
+    """Streamed sweeps of a few sizes (a fresh process each), the fitted slope of peak RSS over configurations
+    extrapolated to 100,000, and the default's bound."""
     print(f"\nStreamed ResNet-50 sweep to Parquet (rows written every {pending_rows:,} rows)")
     print(f"{'configs':>8}{'rows':>10}{'RSS before MB':>15}{'RSS peak MB':>13}{'Arrow peak MB':>15}{'B/row':>8}")
+    peaks = []
     for n in configs:
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--memory-child", str(n),
                                str(pending_rows)], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         r = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{n:>8,}{r['rows']:>10,}{r['rss_before_mb']:>15.0f}{r['rss_peak_mb']:>13.0f}{r['arrow_peak_mb']:>15.0f}"
-              f"{r['bytes_per_row']:>8.0f}")
+              f"{r['bytes_per_row']:>8.0f}", flush=True)
+        peaks.append(r["rss_peak_mb"])
+    slope, base = (statistics.linear_regression(configs, peaks) if len(configs) > 1 else (0.0, peaks[0]))
+    print(f"peak RSS ~ {base:.0f} MB + {1024 * slope:.1f} kB per configuration: {base + 100_000 * slope:,.0f} MB "
+          "at 100,000 configurations (fitted)")
     from eyesim.sweep.run import PENDING_ROWS
     from eyesim.sweep.sink import _BATCH_ROWS
 
@@ -188,6 +194,7 @@ def main() -> None:
     parser.add_argument("--vs", metavar="REV", help="also measure git revision REV (a temporary worktree)")
     parser.add_argument("--dask", action="store_true", help="Dask LocalCluster 1 vs 2 workers")
     parser.add_argument("--memory", action="store_true", help="memory of streamed ResNet-50 sweeps")
+    parser.add_argument("--memory-configs", default="500,1000,2000", help="grid sizes of --memory (comma-separated)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--dask-workers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
@@ -201,7 +208,7 @@ def main() -> None:
     if args.dask:
         dask_scaling(args.runs)
     if args.memory:
-        memory()
+        memory(tuple(int(n) for n in args.memory_configs.split(",")))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -55,9 +55,9 @@ class LayerResult:
         return None if hw.energy.pj_per_unit is None else self.energy.total * hw.energy.pj_per_unit * 1e-12
 
     def to_dict(self, hw: Hardware) -> dict:
-        counts = self.energy.counts
-        accesses = {level: {dtype: {rw: int(counts[i, j, k]) for k, rw in enumerate(RW)}
-                            for j, dtype in enumerate(DATA_TYPES)} for i, level in enumerate(LEVELS)}
+        counts = self.energy.counts.tolist()  # Python ints, read in one call rather than element by element
+        accesses = {level: {dtype: dict(zip(RW, counts[i][j], strict=True)) for j, dtype in enumerate(DATA_TYPES)}
+                    for i, level in enumerate(LEVELS)}
         return {
             "name": self.layer.name,
             "op": self.layer.op,
@@ -126,9 +126,10 @@ class Result:
         """One row per layer plus a ``TOTAL`` row; the CSV form of the result."""
         return frame_of_rows(self.rows())
 
-    def rows(self) -> list[dict]:
-        """The rows of ``to_frame`` as plain dicts (cheaper when many results are put in one table)."""
-        rows = [_flat(lr.to_dict(self.hardware)) for lr in self.layers]
+    def rows(self, layer_rows: Sequence[dict] | None = None) -> list[dict]:
+        """The rows of ``to_frame`` as plain dicts (cheaper when many results are put in one table);
+        ``layer_rows``: the layers' ``layer_row``s when the caller kept them (a sweep does)."""
+        rows = [layer_row(lr, self.hardware) for lr in self.layers] if layer_rows is None else list(layer_rows)
         tot = self.total()
         total = {"name": "TOTAL", "op": "", **_energy_columns(tot["energy"]), "macs": tot["macs"],
                  "active_pes": max((lr.active_pes for lr in self.layers), default=0),
@@ -147,11 +148,71 @@ class Result:
             raise EyesimError(f"{path}: output must end in .json or .csv")
         try:
             if suffix == ".json":
-                path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+                path.write_text(json_text(self.to_dict()) + "\n")
             else:
                 csv_safe(self.to_frame()).to_csv(path, index=False)
         except OSError as err:
             raise EyesimError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+def json_text(data: object) -> str:
+    """``json.dumps(data, indent=2)``, character for character, at a fraction of its cost.
+
+    With ``indent`` the standard library encodes in Python, one generator per container; this builds each
+    container's text in one join. Anything beyond the plain types a result holds (a non-text key, another
+    type, a cycle) goes to ``json.dumps`` itself, which encodes it or raises as it always did.
+    """
+    try:
+        return _text(data, "\n")
+    except (_Unplain, RecursionError):
+        return json.dumps(data, indent=2)
+
+
+class _Unplain(Exception):
+    """A value ``_text`` leaves to ``json.dumps``."""
+
+
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps uses (ensure_ascii), in C when available
+_SPECIAL = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}  # json.dumps' allow_nan spellings
+
+
+def _float(value: float) -> str:
+    text = float.__repr__(value)
+    return _SPECIAL.get(text, text)
+
+
+# by exact type (a lookup, not a chain of isinstance); subclasses take _text's slower path
+_SCALARS = {str: _quote, int: int.__repr__, float: _float, bool: lambda v: "true" if v else "false",
+            type(None): lambda _: "null"}
+
+
+def _text(value: object, newline: str) -> str:
+    """``value`` as json.dumps(indent=2) writes it, nested at ``newline`` (a newline and the current indent)."""
+    scalar = _SCALARS.get(type(value))
+    if scalar is not None:
+        return scalar(value)
+    inner = newline + "  "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [_key(key) + ": " + (scalar(item) if (scalar := _SCALARS.get(type(item))) else _text(item, inner))
+                 for key, item in value.items()]
+        return "{" + inner + ("," + inner).join(items) + newline + "}"
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        items = [scalar(item) if (scalar := _SCALARS.get(type(item))) else _text(item, inner) for item in value]
+        return "[" + inner + ("," + inner).join(items) + newline + "]"
+    for kind in (str, int, float):  # subclasses (numpy's float64 is a float), encoded as json.dumps does
+        if isinstance(value, kind):
+            return _SCALARS[kind](value)
+    raise _Unplain
+
+
+def _key(key: object) -> str:
+    if type(key) is not str:  # json.dumps turns numbers, booleans and None into text keys: left to it
+        raise _Unplain
+    return _quote(key)
 
 
 def _energy_columns(energy: dict) -> dict:
@@ -159,6 +220,11 @@ def _energy_columns(energy: dict) -> dict:
     cols |= {f"energy_{k}": v for k, v in energy["by_type"].items()}
     cols["energy_total"] = energy["total"]
     return cols
+
+
+def layer_row(lr: LayerResult, hw: Hardware) -> dict:
+    """One layer's row of ``Result.rows``."""
+    return _flat(lr.to_dict(hw))
 
 
 def _flat(layer: dict) -> dict:

@@ -25,8 +25,9 @@ MODELS = sorted((ROOT / "models_onnx").glob("*.onnx"))
 CHIP = str(ROOT / "hwconfigs" / "eyeriss.yaml")
 # never on the estimate path: heavy, and needed only by other commands or options (Numba: only when the kernels
 # were not built at install, tests/test_kernels.py)
-UNWANTED = ("numba", "llvmlite", "pandas", "pyarrow", "onnxruntime", "torch", "matplotlib", "dask", "distributed", "sklearn", "tqdm",
-            "ml_dtypes", "onnx.helper", "onnx.numpy_helper", "onnx.reference", "onnx.compose", "onnxscript")
+UNWANTED = ("numba", "llvmlite", "pandas", "pyarrow", "onnxruntime", "torch", "matplotlib", "dask", "distributed",
+            "sklearn", "tqdm", "ml_dtypes", "onnx.helper", "onnx.numpy_helper", "onnx.reference", "onnx.compose",
+            "onnxscript")
 
 
 def python(code: str, cwd: Path) -> str:

@@ -228,14 +228,22 @@ def test_outputs_of_other_sweeps_and_other_files_are_refused(tmp_path):
 PARALLEL_GRID = ("glb.size_kb=32,108,512", "array=12x14,16x16", "batch=1,4")
 
 
-def test_local_processes_and_a_dask_local_cluster_equal_the_serial_run(tmp_path):
+@pytest.fixture(scope="module")
+def dask_run(tmp_path_factory):
+    """One sweep on a Dask local cluster of 2 workers (its start-up takes seconds), for the tests below."""
+    pytest.importorskip("dask.distributed")
+    out = tmp_path_factory.mktemp("dask") / "dask.parquet"
+    done = run_sweep(make_job(ALEXNET, CHIP, grid(*PARALLEL_GRID)), out, dask_workers=2, chunk_size=2)
+    return done, read_sweep(out)
+
+
+def test_local_processes_and_a_dask_local_cluster_equal_the_serial_run(tmp_path, dask_run):
     serial = sweep_to(tmp_path / "serial.parquet", *PARALLEL_GRID)
     processes = sweep_to(tmp_path / "processes.parquet", *PARALLEL_GRID, workers=2, chunk_size=2)
     pd.testing.assert_frame_equal(serial, processes)
-    done = run_sweep(make_job(ALEXNET, CHIP, grid(*PARALLEL_GRID)), tmp_path / "dask.parquet", dask_workers=2,
-                     chunk_size=2)
+    done, frame = dask_run
     assert done.workers == 2 and done.evaluated == 12
-    pd.testing.assert_frame_equal(serial, read_sweep(tmp_path / "dask.parquet"))
+    pd.testing.assert_frame_equal(serial, frame)
 
 
 def test_an_unreachable_scheduler_is_a_quick_one_line_error(tmp_path):
@@ -427,10 +435,7 @@ def test_a_streamed_sweeps_memory_does_not_grow_with_the_grid(tmp_path):
     assert big_arrow < 1.5 * small_arrow + 2**20, peaks
 
 
-def test_a_dask_cluster_reports_its_start_up_apart(tmp_path):
-    pytest.importorskip("dask.distributed")
-    done = run_sweep(make_job(ALEXNET, CHIP, grid("glb.size_kb=32,108", "batch=1,4")), tmp_path / "d.parquet",
-                     dask_workers=2)
+def test_a_dask_cluster_reports_its_start_up_apart(tmp_path, dask_run):
+    done, frame = dask_run
     assert done.workers == 2 and 0 < done.startup_seconds < done.seconds
-    pd.testing.assert_frame_equal(read_sweep(tmp_path / "d.parquet"),
-                                  sweep_to(tmp_path / "s.parquet", "glb.size_kb=32,108", "batch=1,4"))
+    pd.testing.assert_frame_equal(frame, sweep_to(tmp_path / "s.parquet", *PARALLEL_GRID))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from eyesim.estimator import estimate as estimate_model
 from eyesim.hardware.area import AREA_COLUMNS, AreaModel
 from eyesim.hardware.load import load_hardware, with_overrides
 from eyesim.hardware.spec import Hardware, hardware_to_dict
-from eyesim.result import Result, frame_of_rows
+from eyesim.result import Result, frame_of_rows, layer_row
 from eyesim.sweep.grid import BATCH, Grid, Number
 from eyesim.sweep.output import HEAD, OK_STATUS, TOTAL, import_pyarrow
 from eyesim.sweep.reuse import ReuseMemo, memo_for
@@ -150,16 +151,30 @@ def evaluate_rows(job: SweepJob, indices: Sequence[int]) -> Chunk:
 
 
 def _arrow_rows(pa: Any, job: SweepJob, heads: list[tuple], bodies: list[list[dict]]) -> Any:
-    """One row per (configuration, body row): the head repeated, then the body's columns (first-seen order)."""
+    """One row per (configuration, body row): the head repeated, then the body's columns (first-seen order).
+
+    Rows with the same columns (every layer row, every TOTAL row) are turned into columns together, by ``zip``.
+    """
     names = [*HEAD, *job.grid.columns, "status", *AREA_COLUMNS]
-    columns: dict[str, list] = {name: [] for name in names}
-    for head, body in zip(heads, bodies, strict=True):
-        for name, value in zip(names, head, strict=True):
-            columns[name].extend([value] * len(body))
+    counts = [len(body) for body in bodies]
+    columns: dict[str, list] = {name: list(itertools.chain.from_iterable(map(itertools.repeat, values, counts)))
+                                for name, values in zip(names, list(zip(*heads, strict=True)) or [()] * len(names),
+                                                    strict=True)}
     rows = [row for body in bodies for row in body]
-    keys = dict.fromkeys(key for row in rows for key in row)
-    for key in keys:
-        columns["layer" if key == "name" else key] = [row.get(key) for row in rows]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for at, row in enumerate(rows):
+        groups.setdefault(tuple(row), []).append(at)
+    body: dict[str, list] = {}
+    for keys, where in groups.items():
+        values = zip(*(rows[at].values() for at in where), strict=True)
+        for key, column in zip(keys, values, strict=True):
+            if len(where) == len(rows):
+                body[key] = list(column)
+                continue
+            into = body.setdefault(key, [None] * len(rows))
+            for at, value in zip(where, column, strict=True):
+                into[at] = value
+    columns.update(("layer" if key == "name" else key, column) for key, column in body.items())
     first = [*HEAD, *job.grid.columns, "layer", "status", *AREA_COLUMNS]
     order = first + [c for c in columns if c not in first]
     arrays = (pa.array(columns[name], from_pandas=True) for name in order)
@@ -174,10 +189,10 @@ def _evaluate_config(job: SweepJob, key: tuple[Number, ...]) -> tuple[str, tuple
     if isinstance(hw, str):
         return hw, area, _invalid_rows()
     try:
-        result = _estimate(job, job.workloads[batch], hw, overrides)
+        result, rows = _estimate(job, job.workloads[batch], hw, overrides)
     except EyesimError as err:
         return f"invalid: {err}", area, _invalid_rows()
-    return OK_STATUS, area, result.rows()
+    return OK_STATUS, area, result.rows(rows)
 
 
 _HARDWARE: dict[tuple, tuple[Hardware | str, tuple[float, ...]]] = {}  # per process: one job's built hardware
@@ -209,48 +224,51 @@ def _memo(job: SweepJob) -> ReuseMemo:
     return memo_for(job.token)
 
 
-def _estimate(job: SweepJob, workload: Workload, hw: Hardware, overrides: dict[str, Number]) -> Result:
-    """The ordinary estimate; layers whose optimum is known are passed in as mappings (then marked searched).
+def _estimate(job: SweepJob, workload: Workload, hw: Hardware,
+              overrides: dict[str, Number]) -> tuple[Result, list[dict] | None]:
+    """The ordinary estimate and its layers' rows (None: not kept, ``Result.rows`` makes them); layers whose
+    optimum is known are passed in as mappings (then marked searched).
 
     A layer whose optimum is known and whose whole result was kept from a configuration that differs in pure
-    capacities only (which decide legality, never a mapping's counts, energy or time) takes that result; of
-    a model without weights only the other layers are estimated (their zeros do not depend on each other).
+    capacities only (which decide legality, never a mapping's counts, energy or time) takes that result and its
+    row; of a model without weights only the other layers are estimated (their zeros do not depend on each other).
     """
     model = workload if job.proto is None else job.proto
     shapes = dict(job.input_shapes) if job.proto is not None and job.input_shapes else None
-    if not job.reuse:
-        return estimate_model(model, hw, batch=workload.batch, input_shapes=shapes)
-    memo = _memo(job)
-    target = Target.of(hw)
+    keys = _layer_keys(job, workload) if job.reuse else None
+    if keys is None:  # no reuse, or two layers share a name: nothing to key them by
+        return estimate_model(model, hw, batch=workload.batch, input_shapes=shapes), None
+    memo, target = _memo(job), Target.of(hw)
     context = memo.context(target, overrides)
     kept_context = memo.result_context(context, overrides)
-    keys = _layer_keys(job, workload)
-    known = {} if keys is None else {
-        layer.name: found for layer, (key, lv) in zip(workload.layers, keys.values(), strict=True)
-        if (found := memo.lookup(context, key, lv, target.vec)) is not None}
-    kept = {name: lr for name, mp in known.items() if (lr := memo.layer_result(kept_context, keys[name][0], mp))}
+    known = {name: found for name, (key, lv) in keys.items()
+             if (found := memo.lookup(context, key, lv, target.vec)) is not None}
+    kept = {name: entry for name, mp in known.items() if (entry := memo.layer_result(kept_context, keys[name][0], mp))}
     if len(kept) == len(workload.layers):
-        return _assembled(workload, hw, target, kept, [])
+        return _assembled(workload, hw, target, kept)
     if kept and job.proto is None:
         rest = replace(workload, layers=tuple(layer for layer in workload.layers if layer.name not in kept))
         pinned = {name: mp for name, mp in known.items() if name not in kept}
         fresh = estimate_model(rest, hw, batch=workload.batch, mapping=pinned or None)
     else:
         fresh = estimate_model(model, hw, batch=workload.batch, mapping=known or None, input_shapes=shapes)
-    layers = [replace(lr, pinned=False) if lr.layer.name in known else lr for lr in fresh.layers]
-    for lr in layers:
-        if keys is not None and lr.layer.name not in known:
-            memo.record(context, keys[lr.layer.name][0], lr.mapping)
-        if keys is not None and lr.slices is None:  # a sliced layer's width is chosen by the capacities: not kept
-            memo.keep(kept_context, keys[lr.layer.name][0], lr)
-    return _assembled(workload, hw, target, kept, layers)
+    for lr in fresh.layers:
+        name = lr.layer.name
+        lr = replace(lr, pinned=False) if name in known else lr
+        kept[name] = lr, layer_row(lr, hw)
+        if name not in known:
+            memo.record(context, keys[name][0], lr.mapping)
+        if lr.slices is None:  # a sliced layer's width is chosen by the capacities: not kept
+            memo.keep(kept_context, keys[name][0], *kept[name])
+    return _assembled(workload, hw, target, kept)
 
 
-def _assembled(workload: Workload, hw: Hardware, target: Target, kept: dict[str, Any], fresh: list[Any]) -> Result:
-    """The result of ``workload`` from kept and freshly estimated layer results, in the model's order."""
-    by_name = {**kept, **{lr.layer.name: lr for lr in fresh}}
+def _assembled(workload: Workload, hw: Hardware, target: Target,
+               found: dict[str, tuple[Any, dict]]) -> tuple[Result, list[dict]]:
+    """The result of ``workload`` from its layers' (result, row) pairs, and the rows, in the model's order."""
+    pairs = [found[layer.name] for layer in workload.layers]
     return Result(model=workload.model, hardware=hw, batch=workload.batch, bits=target.bits,
-                  layers=tuple(by_name[layer.name] for layer in workload.layers), not_modelled=workload.not_modelled)
+                  layers=tuple(lr for lr, _ in pairs), not_modelled=workload.not_modelled), [row for _, row in pairs]
 
 
 _KEYS: dict[tuple[str, int], dict[str, tuple[bytes, np.ndarray]] | None] = {}  # per process: one job's layer keys

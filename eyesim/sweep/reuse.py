@@ -52,16 +52,18 @@ class ReuseMemo:
         timed = sorted((p, v) for p, v in overrides.items() if not p.startswith(_PURE_CAPACITY_FIELDS))
         return context[0] + b"\0" + repr(timed).encode()
 
-    def layer_result(self, context: bytes, layer: bytes, mapping: Mapping) -> Any:
-        """The layer's whole result under ``mapping`` when one was kept for this context (else None)."""
+    def layer_result(self, context: bytes, layer: bytes, mapping: Mapping) -> tuple[Any, dict] | None:
+        """The layer's whole result under ``mapping`` and its row when they were kept for this context (else None)."""
         return self._results.get(context + layer + mapping.vector().tobytes())
 
-    def keep(self, context: bytes, layer: bytes, result: Any) -> None:
-        """Keep a layer's result for configurations that differ from this one in pure capacities only (at most
-        ``_RESULTS`` of them: a grid over clocks makes a new context per configuration, and memory must not grow)."""
+    def keep(self, context: bytes, layer: bytes, result: Any, row: dict) -> None:
+        """Keep a layer's result and row for configurations that differ from this one in pure capacities only (at
+        most ``_RESULTS`` of them: a grid over clocks makes a new context per configuration, and memory must not
+        grow). The row depends on the hardware only through fields in the context (DRAM compression schemes,
+        ``energy.pj_per_unit``)."""
         if len(self._results) >= _RESULTS:
             self._results.clear()
-        self._results[context + layer + result.mapping.vector().tobytes()] = result
+        self._results[context + layer + result.mapping.vector().tobytes()] = result, row
 
     @staticmethod
     def context(target: Target, overrides: dict[str, Number]) -> tuple[bytes, np.ndarray]:

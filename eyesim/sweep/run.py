@@ -101,7 +101,9 @@ def _collect(backend: Any, futures: list[Any], sink: Sink, flush_seconds: float,
     """Each finished chunk, added to the sink; the file is rewritten when due (at most a fifth of the time) or
     when ``pending_rows`` rows wait in memory (what bounds the memory of a streamed Parquet sweep)."""
     last, write_s = time.monotonic(), 0.0
-    for future in backend.completed(futures):
+    finishing = backend.completed(futures)
+    futures.clear()  # a finished future holds its chunk: only the iterator may keep it, until it is yielded
+    for future in finishing:
         chunk = future.result()
         sink.add(chunk.table)
         yield chunk
