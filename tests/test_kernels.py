@@ -130,3 +130,13 @@ def test_an_unknown_kernel_choice_is_refused_on_one_line(tmp_path):
         outcome = run_fresh([str(Path(sys.executable).parent / "eyesim"), "estimate", ALEXNET, "--hw", CHIP],
                             env={**os.environ, ENV: value}, cwd=tmp_path, watch=tmp_path)
         outcome.refused(f"{ENV}=", "must be 'auto'")
+
+
+def test_a_build_that_does_not_load_leaves_the_jit_kernels(tmp_path):
+    """An extension file that does not load (here not a shared object at all) falls back."""
+    copy = tmp_path / "eyesim"
+    shutil.copytree(ROOT / "eyesim", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for built in (copy / "dataflow").glob("_aot*"):
+        built.write_bytes(b"not a shared object\n" * 100)
+    found, numba_loaded = python(SHOW, tmp_path, PYTHONPATH=str(tmp_path))
+    assert found.startswith("Numba just-in-time (the ahead-of-time build does not load (ImportError") and numba_loaded

@@ -37,9 +37,12 @@ def _built() -> tuple[object | None, str]:
         return None, f"{ENV}=jit"
     try:
         aot = importlib.import_module("eyesim.dataflow._aot")
-    except ImportError:
+        built_from = aot.source_hash()
+    except ModuleNotFoundError:
         return None, "no ahead-of-time build (pip install compiles one when a C compiler is present)"
-    if aot.source_hash() != source_hash():
+    except (ImportError, AttributeError, OSError, RuntimeError) as err:  # e.g. built against another NumPy ABI
+        return None, f"the ahead-of-time build does not load ({type(err).__name__}: {err})"
+    if built_from != source_hash():
         return None, "the kernels' sources changed since the build (python -m eyesim.dataflow.aot_build rebuilds it)"
     return aot, "ahead-of-time build"
 
