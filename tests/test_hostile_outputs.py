@@ -361,6 +361,34 @@ def test_a_killed_sweep_leaves_no_workers_and_a_readable_file(tmp_path, runner):
     assert all(n == 9 or (n == 1 and status != "ok") for n, status in rows.itertuples(index=False))
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process table in /proc")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_sweep_writes_every_finished_chunk_first(tmp_path, stop):
+    """``kill`` (SIGTERM, also a batch scheduler's stop) ends a sweep as Ctrl-C does: the rows finished since the
+    last write (every 5 s) are written, the workers end, and it says so; before, SIGTERM lost those rows."""
+    output = tmp_path / "s.parquet"
+    proc = subprocess.Popen([sys.executable, "-m", "eyesim", "sweep", str(ALEXNET), "--hw", str(CHIP), "--vary",
+                             "glb.size_kb=32:512:32", "--vary", "rf.filter_words=64:4096:64", "--vary", "batch=1:16",
+                             "--no-reuse", "--chunk-size", "4", "--workers", "2", "-o", str(output), "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_children(proc.pid)) < 2:
+        time.sleep(0.1)
+    workers = _children(proc.pid)
+    time.sleep(2.0)  # chunks of 4 configurations finish in tens of ms; the first write is due at 5 s
+    assert proc.poll() is None, "the sweep ended before it could be stopped"
+    proc.send_signal(stop)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and err.strip().splitlines()[-1] == "eyesim: aborted", err
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "workers outlived the stopped sweep"
+    rows = read_sweep(output).groupby(["glb.size_kb", "rf.filter_words", "batch"])["status"].agg(["size", "first"])
+    assert len(rows) >= 4  # at least one finished chunk, written at the stop
+    assert all(n == 9 or (n == 1 and status != "ok") for n, status in rows.itertuples(index=False))
+
+
 # --- CSV: integers stay integers; text never runs as a formula ------------------------------------------------------
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,14 +70,15 @@ def run_sweep(job: SweepJob, output: str | os.PathLike[str], *, workers: int | N
     started = time.perf_counter() - start
     counts = _Counts()
     try:
-        futures = [backend.submit(chunk) for chunk in _chunks(todo, chunk_size or _chunk_size(len(todo),
-                                                                                                backend.workers))]
-        with _progress_bar(len(todo), progress) as bar:
-            for chunk in _collect(backend, futures, sink, flush_seconds, pending_rows):
-                counts.add(chunk)
-                bar.update(chunk.configurations)
-                if on_chunk is not None:
-                    on_chunk(chunk.configurations)
+        with _terminate_as_interrupt():
+            futures = [backend.submit(chunk) for chunk in _chunks(todo, chunk_size or _chunk_size(len(todo),
+                                                                                                    backend.workers))]
+            with _progress_bar(len(todo), progress) as bar:
+                for chunk in _collect(backend, futures, sink, flush_seconds, pending_rows):
+                    counts.add(chunk)
+                    bar.update(chunk.configurations)
+                    if on_chunk is not None:
+                        on_chunk(chunk.configurations)
     finally:
         try:
             if sink.pending or not sink.path.exists():
@@ -83,6 +87,26 @@ def run_sweep(job: SweepJob, output: str | os.PathLike[str], *, workers: int | N
             backend.close()
     return SweepSummary(sink.path, len(job.grid), len(job.grid) - len(todo), counts.configurations, counts.invalid,
                         counts.layers, time.perf_counter() - start, backend.workers, started)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch scheduler's stop) ends the sweep as Ctrl-C does: the rows of every finished chunk
+    are written before the process ends. Only where SIGTERM would otherwise kill the process at once (its default
+    handler, in the main thread): a handler of the caller's own is left alone."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass
