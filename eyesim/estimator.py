@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import onnx
@@ -104,6 +104,9 @@ def estimate(model, hw, batch: int | None = None, mapping=None, progress=None, b
                   layers=tuple(results), not_modelled=workload.not_modelled)
 
 
+_SHAPE_FIELDS = tuple(f.name for f in fields(Layer) if f.name != "name")  # what a layer is, but for its name
+
+
 def _reused(layer: Layer, target: Target, pinned: Mapping | None, cache: SearchCache, density: Density,
             effects: ZeroEffects, memo: dict[tuple, list]) -> LayerResult:
     """``estimate_layer``, or the result of an earlier layer of the same shape, zeros and pinned mapping, renamed.
@@ -113,7 +116,7 @@ def _reused(layer: Layer, target: Target, pinned: Mapping | None, cache: SearchC
     """
     if effects.first_taps.size or effects.first_taps_flat.size:
         return estimate_layer(layer, target, pinned, cache, density, effects)
-    earlier = memo.setdefault(tuple(vars(layer).values())[1:], [])  # [1:]: the layer's fields but its name
+    earlier = memo.setdefault(tuple(getattr(layer, f) for f in _SHAPE_FIELDS), [])
     given = (pinned, density, effects)
     exact = _exact(given)
     for specs, texts, first, found in earlier:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from eyesim import dataflow as df
+from eyesim.cost.counts import layer_vector
 from eyesim.cost.energy import word_bits
 from eyesim.cost.zeros import ZeroEffects
 from eyesim.hardware.spec import Bits, Hardware
@@ -124,30 +125,25 @@ def _tiles(total: int, size: int) -> list[tuple[int, int]]:
 
 def pass_kinds(layer: Layer, mp: Mapping) -> list[tuple[PassWork, int]]:
     """Every kind of pass of one group and how many passes of it (n-chunks x strips x channel x filter chunks)."""
-    cols = _distinct(layer.F, layer.Uw, layer.S, layer.Dw)  # dataflow's used_cols
+    cols = int(df.used_cols(layer_vector(layer)))
     first, *later = _tiles(layer.C, mp.q * mp.r)
     chans = [(first[0], True, 1)] + ([(first[0], False, first[1] - 1)] if first[1] > 1 else [])
     chans += [(c, False, k) for c, k in later]
     e_tiles, m_tiles = _tiles(layer.E, mp.e), _tiles(layer.M, mp.p * mp.t)
-    rows = {e: _distinct(e, layer.U, layer.R, layer.Dh) for e, _ in e_tiles}
+    rows = {e: int(df.distinct_offsets(e, layer.U, layer.R, layer.Dh)) for e, _ in e_tiles}
     kinds = []
     for n, n_count in _tiles(layer.N, mp.n):
         for e, e_count in e_tiles:
             for c, is_first, c_count in chans:
                 for f, f_count in m_tiles:
                     psums = n * f * e * layer.F
-                    work = PassWork(n * min(mp.p, f) * min(mp.q, c) * layer.S * layer.F, f * c * layer.R * layer.S,
-                                    n * c * rows[e] * cols, 0 if is_first else psums, psums, min(mp.p, f),
-                                    layer.R * -(-c // mp.q), f * e)
+                    work = PassWork(
+                        compute=n * min(mp.p, f) * min(mp.q, c) * layer.S * layer.F,
+                        filter_words=f * c * layer.R * layer.S, ifmap_words=n * c * rows[e] * cols,
+                        psum_in_words=0 if is_first else psums, psum_out_words=psums,
+                        busiest_filters=min(mp.p, f), chain=layer.R * -(-c // mp.q), last_psums=f * e)
                     kinds.append((work, n_count * e_count * c_count * f_count))
     return kinds
-
-
-def _distinct(count: int, step: int, taps: int, dilation: int) -> int:
-    """``dataflow.distinct_offsets``; its one-span case in Python (a kernel call costs more than the sum)."""
-    if count > 0 and dilation == 1 and step <= taps:  # the kernel's own first case, the same formula
-        return (count - 1) * step + taps
-    return int(df.distinct_offsets(count, step, taps, dilation))
 
 
 def array_cycles(layer: Layer, mp: Mapping, hw: Hardware, bits: Bits) -> tuple[int, int]:

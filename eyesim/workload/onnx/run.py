@@ -59,23 +59,21 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise EyesimError(f"{path}: not an ONNX file, or truncated ({first_line(err)})") from err
     if not model.HasField("graph") or not model.graph.node:
         raise EyesimError(f"{path}: not an ONNX model (no graph nodes)")
-    try:
-        load_external(model, path.parent)
-    except EyesimError as err:
-        raise EyesimError(f"{path}: {err}") from err
-    return model
+    return _with_external(model, path)
 
 
 def with_weights(source: OnnxFile) -> onnx.ModelProto:
     """``load_model`` of a file read already (``load.load_with_file``: its refusals came first): the model as
     read, or a copy with its external data read (checked before it is read)."""
-    if not source.external:
-        return source.model
-    model = copy.deepcopy(source.model)
+    return _with_external(copy.deepcopy(source.model), source.path) if source.external else source.model
+
+
+def _with_external(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    """``model`` (read from ``path``) with its external data read into it, checked first; errors name the file."""
     try:
-        load_external(model, source.path.parent)
+        load_external(model, path.parent)
     except EyesimError as err:
-        raise EyesimError(f"{source.path}: {err}") from err
+        raise EyesimError(f"{path}: {err}") from err
     return model
 
 
