@@ -69,6 +69,8 @@ def test_every_exported_kernel_equals_its_jit_form(data):
         "distinct_offsets": tuple(data.draw(st.integers(0, 40)) for _ in range(4)),
         "count_accesses": (lv, hw, mapping, rows, cols),
         "rlc_pairs": (stream, data.draw(st.integers(1, 40))),
+        "rlc_expected_pairs": (data.draw(st.floats(0.0, 1.0)), data.draw(st.integers(1, 31)),
+                               np.array([data.draw(st.integers(0, 300)) for _ in range(7)], dtype=np.int64)),
     }
     assert set(calls) == set(EXPORTS)
     for name, args in calls.items():

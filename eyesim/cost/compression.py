@@ -59,46 +59,18 @@ class Planes(tuple):
         return self.planes * self.height * self.width
 
 
-def _step(density: float) -> np.ndarray:
-    """One value of the run-length coder as an affine map of (P(run = 0..31), expected pairs so far).
-
-    A non-zero value (probability d) closes a pair; a zero extends the run, or closes a pair when the
-    run already holds 31 zeros (DESIGN.md, "Zeros and bit widths").
-    """
-    step = np.zeros((RLC_MAX_RUN + 2, RLC_MAX_RUN + 2))
-    for run in range(RLC_MAX_RUN + 1):
-        closes = 1.0 if run == RLC_MAX_RUN else density
-        step[run, 0] += closes
-        step[run, -1] += closes
-        if run < RLC_MAX_RUN:
-            step[run, run + 1] += 1.0 - density
-    step[-1, -1] = 1.0
-    return step
-
-
 _PAIRS: dict[tuple[float, Planes], float] = {}  # expected pairs already worked out (estimates repeat shapes)
 
 
 def rlc_expected_pairs(density: float, stream: Planes) -> float:
-    """Expected (run, value) pairs that code ``stream``, padding included: the coder's state (the run
-    length) is a Markov chain over the values, its per-plane map a product of matrix powers."""
+    """Expected (run, value) pairs that code ``stream``, padding included (``dataflow.rlc_expected_pairs``: the
+    coder's state, the run length, is a Markov chain over the values; the same bits on every CPU)."""
     key = (float(density), stream)
     if key not in _PAIRS:
         if len(_PAIRS) >= 4096:
             _PAIRS.clear()
-        _PAIRS[key] = _expected_pairs(*key)
+        _PAIRS[key] = df.rlc_expected_pairs(key[0], RLC_MAX_RUN, np.array(stream, dtype=np.int64))
     return _PAIRS[key]
-
-
-def _expected_pairs(density: float, stream: Planes) -> float:
-    mp = np.linalg.matrix_power
-    top, bottom, left, right = stream.pads
-    zero, value = _step(0.0), _step(density)
-    row = mp(zero, left) @ mp(value, stream.width) @ mp(zero, right)
-    side = (left + stream.width + right)
-    plane = mp(zero, top * side) @ mp(row, stream.height) @ mp(zero, bottom * side)
-    state = mp(plane, stream.planes)[0]  # from an empty run
-    return float(state[-1] + 1.0 - state[0])  # a stream ending in zeros closes with one pair
 
 
 def rlc_stream_ratio(density: float, bits: int, stream: Planes) -> float:

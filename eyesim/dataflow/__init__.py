@@ -2,10 +2,10 @@
 
 ``indices`` (what the vectors hold), ``geometry`` (ifmap rows and columns a strip needs), ``legality``
 (the constraints), ``counts`` (accesses at every level), ``search`` (the least-energy mapping), ``runs`` (zero
-runs of a stream). They import nothing of the rest of eyesim. ``exports`` names the kernels the rest of eyesim
-calls; ``kernels`` loads them, compiled ahead of time at install (``aot_build``) or else by Numba's JIT, whose
-compiled code ``cache`` keeps in the user's cache folder. The names below are those kernels; any other kernel
-(``dataflow.count_channel_level``, ...) loads its JIT module on first use.
+runs of a stream, counted or expected). They import nothing of the rest of eyesim. ``exports`` names the kernels
+the rest of eyesim calls; ``kernels`` loads them, compiled ahead of time at install (``aot_build``) or else by
+Numba's JIT, whose compiled code ``cache`` keeps in the user's cache folder. The names below are those kernels;
+any other kernel (``dataflow.count_channel_level``, ...) loads its JIT module on first use.
 """
 
 import importlib
@@ -16,6 +16,7 @@ from eyesim.dataflow.kernels import KERNELS
 count_accesses = KERNELS["count_accesses"]
 distinct_offsets = KERNELS["distinct_offsets"]
 first_violation = KERNELS["first_violation"]
+rlc_expected_pairs = KERNELS["rlc_expected_pairs"]
 rlc_pairs = KERNELS["rlc_pairs"]
 search_layer = KERNELS["search_layer"]
 strip_rows_table = KERNELS["strip_rows_table"]

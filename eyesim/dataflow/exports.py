@@ -33,6 +33,7 @@ EXPORTS = {
     "distinct_offsets": ("geometry", ("i", "i", "i", "i"), "int64"),
     "count_accesses": ("counts", ("i1", "i1", "i1", "i1", "i", "i3"), "int64"),
     "rlc_pairs": ("runs", ("b1", "i"), "int64"),
+    "rlc_expected_pairs": ("runs", ("f", "i", "i1"), "float64"),
 }
 
 
