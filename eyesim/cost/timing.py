@@ -164,8 +164,9 @@ def compute_cycles(layer: Layer, mp: Mapping) -> int:
 def dram_bits(counts: np.ndarray, bits: Bits, effects: ZeroEffects) -> float:
     """Bits crossing the DRAM link, as stored (compressed or not)."""
     words = counts[df.DRAM].sum(axis=1) * _dram_word_bits(bits)  # bits per data type
-    stored = np.array([effects.weights_dram, effects.ifmap_dram, effects.ofmap_dram])
-    return float(words @ stored)
+    stored = (effects.weights_dram, effects.ifmap_dram, effects.ofmap_dram)
+    # summed in Python, in this order: a BLAS dot picks its kernel (FMA or not) by the CPU, and so its rounding
+    return sum(float(w) * s for w, s in zip(words.tolist(), stored, strict=True))
 
 
 def layer_timing(layer: Layer, mp: Mapping, counts: np.ndarray, hw: Hardware, bits: Bits,
