@@ -27,6 +27,7 @@ from eyesim.result import LayerResult, Result
 from eyesim.workload.layer import Layer, Workload
 from eyesim.workload.limits import rebatched
 from eyesim.workload.onnx.load import OnnxFile, load_with_file, load_workload
+from eyesim.workload.onnx.opsets import upgraded
 from eyesim.workload.onnx.run import with_weights
 from eyesim.workload.slices import slice_widths, sliced
 from eyesim.workload.torch_export import as_model, example_batch
@@ -339,7 +340,7 @@ def weight_stats(proto: onnx.ModelProto, workload: Workload, bits: int) -> dict[
 def _with_weights(model, source: OnnxFile | None) -> onnx.ModelProto | None:
     """The ONNX model with its weights (None for a Workload); ``source``: the file ``_workload`` read."""
     if isinstance(model, Workload | onnx.ModelProto):
-        return model if isinstance(model, onnx.ModelProto) else None
+        return upgraded(model) if isinstance(model, onnx.ModelProto) else None  # the model load_workload read
     return with_weights(source)  # external data checked before it is read; missing data is refused, never dense
 
 

@@ -558,10 +558,13 @@ def test_graph_without_mac_layers_is_refused() -> None:
     assert "no layer with MACs" in message
 
 
-def test_old_opset_is_refused() -> None:
+def test_an_old_opset_is_upgraded_and_one_no_op_exists_at_is_refused() -> None:
     model = conv_with_weight("initializer")
-    model.opset_import[0].version = 6
-    assert "opset 6" in error_of(model)
+    expected = load_workload(model)
+    model.opset_import[0].version = 6  # tests/test_old_opsets.py has the rest
+    assert load_workload(model).layers == expected.layers and model.opset_import[0].version == 6
+    model.opset_import[0].version = 0
+    assert "fails the ONNX checker: No Op registered for Conv with domain_version of 0" in error_of(model)
 
 
 # ---------------------------------------------------------------- bad files

@@ -63,7 +63,7 @@ class _FilterRun(Run):
                  freeze: tuple[str, ...]) -> None:
         super().__init__(model, hw, rule, progress, freeze)
         self.criterion = criterion
-        self.state = model
+        self.state = self.base
         self._sessions: dict[int, tuple[onnx.ModelProto, Runner]] = {}
         self.kept_out: dict[str, np.ndarray] = {}  # a layer's output channels left, as the original's indices
 

@@ -113,7 +113,7 @@ class _WeightRun(Run):
                  freeze: tuple[str, ...]) -> None:
         super().__init__(model, hw, rule, progress, freeze)
         self.method = method
-        self.original = initializer_arrays(model, self.params)
+        self.original = initializer_arrays(self.base, self.params)
         self.state: Weights = {k: v.copy() for k, v in self.original.items()}
 
     def as_model(self, state: Weights) -> onnx.ModelProto:

@@ -15,6 +15,7 @@ from eyesim.prune import data as checks
 from eyesim.prune.layers import initializer_arrays, prunable_layers
 from eyesim.prune.progress import Progress
 from eyesim.prune.result import Rule, Totals
+from eyesim.workload.onnx.opsets import upgraded
 from eyesim.workload.onnx.run import Runner, Samples, check_samples
 
 
@@ -41,6 +42,7 @@ class Run:
         from eyesim.hardware.spec import Hardware
 
         rule.check()
+        model = upgraded(model)  # an opset older than eyesim reads, as the estimate reads it
         self.layers = prunable_layers(model)
         unknown = sorted(set(freeze) - {lay.name for lay in self.layers})
         if unknown:

@@ -30,6 +30,7 @@ from eyesim.sweep.reuse import ReuseMemo, memo_for
 from eyesim.workload.layer import Workload
 from eyesim.workload.limits import rebatched
 from eyesim.workload.onnx.load import load_workload
+from eyesim.workload.onnx.opsets import upgraded
 from eyesim.workload.onnx.run import load_model
 from eyesim.workload.torch_export import as_model
 
@@ -91,7 +92,7 @@ def make_job(model: str | os.PathLike[str] | Workload, hw: str | os.PathLike[str
 def _weights(path: str | os.PathLike[str] | onnx.ModelProto, workload: Workload,
              bits: int) -> tuple[onnx.ModelProto | None, tuple]:
     """The model and its layers' weight densities if it holds weights (else the shapes are all there is)."""
-    proto = path if isinstance(path, onnx.ModelProto) else load_model(path)  # external data checked before read
+    proto = upgraded(path) if isinstance(path, onnx.ModelProto) else load_model(path)  # load_model upgrades too
     density = tuple((name, stats[0]) for name, stats in weight_stats(proto, workload, bits).items())
     return (proto, density) if density else (None, ())
 

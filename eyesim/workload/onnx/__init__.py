@@ -1,4 +1,4 @@
-"""ONNX import: the layers with MACs of a CNN graph (opset 7+) in DESIGN.md notation.
+"""ONNX import: the layers with MACs of a CNN graph (opset 7+; older ones upgraded: ``opsets``) in DESIGN.md notation.
 
 Public API: ``load_workload(model, batch=1, input_shapes=None) -> Workload``. Rules:
 

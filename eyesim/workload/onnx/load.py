@@ -22,10 +22,10 @@ from eyesim.workload.onnx.external import check_external, external_tensors
 from eyesim.workload.onnx.graph import Graph, Node
 from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
+from eyesim.workload.onnx.opsets import MIN_OPSET, ai_onnx_opset, check_model, upgraded
 from eyesim.workload.onnx.proto import read_model, tensor_type
 from eyesim.workload.onnx.shapes import infer_folding_shapes
 
-MIN_OPSET = 7
 _PROTOBUF_LIMIT = 2**31
 _WEIGHT_SIZE = 1024  # initializers with more elements are weights: only their dims are used
 
@@ -81,8 +81,11 @@ def _guarded(model: str | os.PathLike | onnx.ModelProto, batch: int,
 def _load(model: str | os.PathLike | onnx.ModelProto, source: OnnxFile | None, keep: bool, batch: int,
           shapes: dict[str, tuple[int, ...]]) -> Workload:
     """The import of ``source`` (or of ``model``, a ModelProto), on a copy unless the file is not kept."""
-    given = model if source is None else source.model
-    proto = copy.deepcopy(given) if source is None or keep else given
+    if source is None:  # a ModelProto: the caller's, never changed
+        proto = upgraded(model)
+        proto = copy.deepcopy(model) if proto is model else proto
+    else:  # a file: upgraded as it was read
+        proto = copy.deepcopy(source.model) if keep else source.model
     return _import(proto, _model_name(model, proto), batch, shapes)
 
 
@@ -125,6 +128,7 @@ def _read(path: Path) -> OnnxFile:
         proto = read_model(path)  # shape-only: values are read when used
     except Exception as err:  # protobuf DecodeError and friends
         raise EyesimError(f"not an ONNX file, or truncated (protobuf parse error: {first_line(err)})") from err
+    proto = upgraded(proto)  # so the workload, the weights and the samples' runs see one model
     tensors = external_tensors(proto)
     check_external(proto, path.parent, need_files=False, tensors=tensors)  # the files are needed when values are read
     return OnnxFile(path, proto, bool(tensors))
@@ -164,33 +168,18 @@ def _validate(proto: onnx.ModelProto, nodes: list[Node] | None = None) -> list[s
         raise EyesimError("not an ONNX model (no graph or no IR version)")
     if not proto.graph.node:
         raise EyesimError("empty graph: no nodes")
-    opsets = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
-    if not opsets:
+    opset = ai_onnx_opset(proto)
+    if opset is None:
         raise EyesimError("the model imports no ai.onnx opset")
-    if opsets[0] < MIN_OPSET:
-        raise EyesimError(f"opset {opsets[0]} is older than {MIN_OPSET}, the oldest eyesim reads")
+    if opset < MIN_OPSET:  # ``upgraded`` has run: a defence, should a caller skip it
+        raise EyesimError(f"opset {opset} is older than {MIN_OPSET}, the oldest eyesim reads")
     nodes = proto.graph.node if nodes is None else nodes
     names = node_names(nodes)
     for node, node_name in zip(nodes, names, strict=True):
         _check_known(node, node_name)
     check_wiring(proto.graph, names, nodes)
-    _check(proto)
+    check_model(proto)
     return names
-
-
-def _check(proto: onnx.ModelProto) -> None:
-    """The ONNX checker, not counting a missing (unknown-rank) shape on a graph input or output against it."""
-    unshaped = [vi.type.tensor_type for vi in (*proto.graph.input, *proto.graph.output)
-                if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape")]
-    for ttype in unshaped:
-        ttype.shape.SetInParent()  # an empty shape satisfies the checker; cleared again below
-    try:
-        onnx.checker.check_model(proto)
-    except Exception as err:
-        raise EyesimError(f"fails the ONNX checker: {first_line(err)}") from err
-    finally:
-        for ttype in unshaped:
-            ttype.ClearField("shape")
 
 
 def _weights_as_inputs(model: onnx.ModelProto) -> set[str]:

@@ -26,6 +26,7 @@ from eyesim.errors import EyesimError, first_line
 from eyesim.workload.onnx.arrays import read_arrays
 from eyesim.workload.onnx.external import load_external
 from eyesim.workload.onnx.load import OnnxFile
+from eyesim.workload.onnx.opsets import upgraded
 from eyesim.workload.onnx.proto import read_model
 
 CHUNK = 256  # samples per onnxruntime call when the batch dimension is free
@@ -59,6 +60,10 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise EyesimError(f"{path}: not an ONNX file, or truncated ({first_line(err)})") from err
     if not model.HasField("graph") or not model.graph.node:
         raise EyesimError(f"{path}: not an ONNX model (no graph nodes)")
+    try:
+        model = upgraded(model)  # as load_workload reads it: one model for the layers, weights and runs
+    except EyesimError as err:
+        raise EyesimError(f"{path}: {err}") from err
     return _with_external(model, path)
 
 
