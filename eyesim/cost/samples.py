@@ -31,7 +31,24 @@ def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             weights[node.output[0]] = _values(node.attribute[0].t)
+        elif node.op_type == "DequantizeLinear" and (offsets := _quantized(node, weights)) is not None:
+            weights[node.output[0]] = offsets
     return weights
+
+
+def _quantized(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray | None:
+    """A quantized model's weights (QDQ form: ``DequantizeLinear(q, scale, zero point)`` of constants), as
+    ``q - zero point``: zero exactly where the weight is (the scale keeps zeros; only zeros matter here).
+    None where the values are not constants or the quantization is blocked (per block, opset 21)."""
+    values = constants.get(node.input[0])
+    zero = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int64)
+    attrs = {attr.name: attr.i for attr in node.attribute}
+    if values is None or zero is None or attrs.get("block_size", 0) or values.dtype.kind not in "iu":
+        return None
+    if zero.ndim == 1 and values.ndim > 1:  # per axis: one zero point per slice along ``axis``
+        axis = attrs.get("axis", 1) % values.ndim
+        zero = zero.reshape([-1 if dim == axis else 1 for dim in range(values.ndim)])
+    return values.astype(np.int64) - zero.astype(np.int64)
 
 
 def _values(tensor: onnx.TensorProto) -> np.ndarray:

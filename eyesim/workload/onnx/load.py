@@ -215,11 +215,17 @@ def node_names(nodes: list[onnx.NodeProto]) -> list[str]:
     return names
 
 
+_QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+_QDQ_HINT = ("a quantized model in operator form: quantize it in QDQ form (onnxruntime.quantization with "
+             "quant_format=QuantFormat.QDQ), whose Conv, Gemm and MatMul eyesim charges; --bits sets the widths")
+
+
 def _check_known(node: onnx.NodeProto, name: str) -> None:
+    quantized = node.op_type in _QOPERATOR_OPS or node.domain == "com.microsoft" and node.op_type.startswith("Q")
+    hint = f"; {_QDQ_HINT}" if quantized else ""
     if node.domain not in ("", "ai.onnx"):
-        raise EyesimError(f"unsupported op {node.domain}.{node.op_type} (node {name!r}): not an ai.onnx op")
+        raise EyesimError(f"unsupported op {node.domain}.{node.op_type} (node {name!r}): not an ai.onnx op{hint}")
     if node.op_type not in MAC_OPS and node.op_type not in NO_MAC_OPS:
-        raise EyesimError(
-            f"unsupported op {node.op_type} (node {name!r}): eyesim knows Conv, ConvTranspose, Gemm, MatMul, "
-            "Einsum and the no-MAC ops listed in eyesim/workload/onnx/ops.py"
-        )
+        raise EyesimError(f"unsupported op {node.op_type} (node {name!r}): " + (_QDQ_HINT if quantized else
+                          "eyesim knows Conv, ConvTranspose, Gemm, MatMul, Einsum and the no-MAC ops listed in "
+                          "eyesim/workload/onnx/ops.py"))
