@@ -15,7 +15,8 @@ _UNARY_OPS = frozenset(
     {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu",
      "Celu", "Gelu", "Mish", "Softplus", "Softsign", "ThresholdedRelu", "Erf", "Exp", "Log", "Sqrt",
      "Reciprocal", "Abs", "Neg", "Sign", "Floor", "Ceil", "Round", "Not", "IsNaN", "IsInf", "Shrink",
-     "Dropout", "Identity", "Cast", "CastLike"}
+     "Dropout", "Identity", "Cast", "CastLike", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh",
+     "Asinh", "Acosh", "Atanh", "Swish", "BitwiseNot"}
 )
 # Known ops without MACs: listed in the report as "not modelled", never charged.
 NO_MAC_OPS = _REDUCE_OPS | _UNARY_OPS | frozenset(
@@ -27,7 +28,10 @@ NO_MAC_OPS = _REDUCE_OPS | _UNARY_OPS | frozenset(
      "Concat", "Split", "Slice", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Expand", "Tile",
      "Pad", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Gather", "GatherElements", "GatherND",
      "ScatterND", "ScatterElements", "Shape", "Size", "Range", "Constant", "ConstantOfShape", "OneHot",
-     "NonZero", "CumSum", "TopK", "ArgMax", "ArgMin", "Trilu", "QuantizeLinear", "DequantizeLinear"}
+     "NonZero", "CumSum", "TopK", "ArgMax", "ArgMin", "Trilu", "QuantizeLinear", "DequantizeLinear",
+     "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift", "EyeLike", "RandomNormalLike", "RandomUniformLike",
+     "Bernoulli", "Compress", "Unique", "ReverseSequence", "CenterCropPad", "GridSample", "AffineGrid", "RoiAlign",
+     "MaxRoiPool", "NonMaxSuppression"}  # detection heads and post-processing, positional encodings, masks
 )
 # Activations the chip applies before writing an ofmap to DRAM (their output is what gets compressed).
 ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu"})
@@ -40,7 +44,8 @@ PARAM_INPUTS: dict[str, tuple[int, ...]] = {
     "PRelu": (1,), "Clip": (1, 2), "Dropout": (1, 2), "Reshape": (1,), "Pad": (1, 2, 3), "Slice": (1, 2, 3, 4),
     "Resize": (1, 2, 3), "Upsample": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "Tile": (1,),
     "Expand": (1,), "ConstantOfShape": (0,), "Gather": (1,), "TopK": (1,), "CumSum": (1,), "OneHot": (1, 2),
-    "Range": (0, 1, 2), "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2),
+    "Range": (0, 1, 2), "QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2), "NonMaxSuppression": (2, 3, 4),
+    "CenterCropPad": (1,), "AffineGrid": (1,), "ReverseSequence": (1,),
     **{op: (1,) for op in _REDUCE_OPS},
 }
 
