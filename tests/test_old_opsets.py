@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +130,54 @@ def test_every_opset_6_graph_onnx_ships_is_counted_or_refused_on_one_line():
                for reason in refused), refused
 
 
+def test_every_opset_6_graph_onnx_ships_computes_its_expected_outputs_once_upgraded():
+    """The upgrade keeps what a graph computes: onnx's own inputs and expected outputs (PRelu's per-channel slope,
+    Add's broadcast from an axis, ...), run with onnxruntime on the upgraded model."""
+    for path in OLD_GRAPHS:
+        data = Path(path).parent / "test_data_set_0"
+        inputs, outputs = ([numpy_helper.to_array(onnx.load_tensor(str(f))) for f in sorted(data.glob(f"{kind}_*.pb"))]
+                           for kind in ("input", "output"))
+        session = ort.InferenceSession(upgraded(onnx.load(path)).SerializeToString())
+        found = session.run(None, dict(zip([i.name for i in session.get_inputs()], inputs, strict=True)))
+        for got, expected in zip(found, outputs, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4, equal_nan=True, err_msg=path)
+
+
+def test_unnamed_nodes_keep_their_names_and_a_shared_bias_is_spread_once():
+    x = [helper.make_tensor_value_info("x", F, [1, 3, 8, 8])]
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    w2 = numpy_helper.from_array(np.ones((4, 4, 1, 1), np.float32), "w2")
+    models = []
+    for opset, bias, attrs in ((6, np.arange(4.0), {"broadcast": 1, "axis": 1}),
+                               (7, np.arange(4.0).reshape(4, 1, 1), {})):
+        b = numpy_helper.from_array(bias.astype(np.float32), "b")
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+                 helper.make_node("Add", ["c", "b"], ["a"], **attrs),
+                 helper.make_node("Add", ["a", "b"], ["a2"], **attrs),  # the same bias, twice
+                 helper.make_node("Conv", ["a2", "w2"], ["y"])]
+        graph = helper.make_graph(nodes, "g", x, [helper.make_tensor_value_info("y", F, [1, 4, 6, 6])], [w, w2, b])
+        models.append(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+    old, new = models
+    assert [layer.layer.name for layer in eyesim.estimate(old, CHIP).layers] == ["Conv_0", "Conv_3"]  # as in the file
+    up = upgraded(old)
+    assert [n.op_type for n in up.graph.node].count("Unsqueeze") == 1
+    image = {"x": np.random.default_rng(3).normal(size=(1, 3, 8, 8)).astype(np.float32)}
+    runs = [ort.InferenceSession(m.SerializeToString()).run(None, image)[0] for m in (up, new)]
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6)
+
+
+def test_an_opset_6_model_with_external_data_is_read_from_any_folder(tmp_path, monkeypatch):
+    old, new = twins()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    for name, model in (("old", old), ("new", new)):
+        onnx.save(model, str(tmp_path / "model" / f"{name}.onnx"), save_as_external_data=True,
+                  all_tensors_to_one_file=True, location=f"{name}.bin", size_threshold=0)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    found = [layers(eyesim.estimate(tmp_path / "model" / f"{name}.onnx", CHIP, batch=2)) for name in ("old", "new")]
+    assert found[0] == found[1] and found[0][0]["density"]["weights_kind"] == "measured"  # read beside the model
+
+
 def test_what_the_converter_cannot_upgrade_is_refused_naming_why(tmp_path):
     ins = [helper.make_tensor_value_info(name, F, [1, 2, 3, 4]) for name in ("x", "w", "r")]
     lstm = helper.make_graph([helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="lstm")], "g", ins,
@@ -152,7 +199,7 @@ def test_what_the_converter_cannot_upgrade_is_refused_naming_why(tmp_path):
         assert done.exit_code == 2 and "\n" not in line and reason in line and ".h:" not in line, line
 
 
-def test_an_old_model_failing_the_checker_is_refused_before_the_converter_sees_it(tmp_path):
+def test_an_old_model_failing_the_checker_is_refused_by_the_checker(tmp_path):
     gemm = helper.make_graph([helper.make_node("Gemm", ["a", "b"], ["y"], name="fc")], "g",
                              [helper.make_tensor_value_info(n, F, [2, 2]) for n in ("a", "b")],
                              [helper.make_tensor_value_info("y", F, [2, 2])])  # Gemm-6 needs its C input
@@ -160,4 +207,3 @@ def test_an_old_model_failing_the_checker_is_refused_before_the_converter_sees_i
     onnx.save(helper.make_model(gemm, opset_imports=[helper.make_opsetid("", 6)]), str(path))
     with pytest.raises(EyesimError, match=r"gemm\.onnx: fails the ONNX checker: .*input size 2 not in range"):
         eyesim.estimate(path, CHIP)
-    assert os.path.getsize(path) > 0

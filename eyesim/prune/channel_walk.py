@@ -39,7 +39,7 @@ import onnx
 
 from eyesim.errors import EyesimError
 from eyesim.prune.layers import LinearLayer, prunable_layers
-from eyesim.workload.onnx.load import node_names
+from eyesim.workload.onnx.graph import node_names
 from eyesim.workload.onnx.ops import node_attrs
 from eyesim.workload.onnx.shapes import Constants, all_dims, infer
 

@@ -20,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from onnx import helper, numpy_helper
 
 from eyesim.errors import EyesimError
-from eyesim.workload.onnx.load import node_names
+from eyesim.workload.onnx.graph import node_names
 
 
 @dataclass(frozen=True)

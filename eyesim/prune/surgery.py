@@ -20,7 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from eyesim.errors import EyesimError
-from eyesim.workload.onnx.load import node_names
+from eyesim.workload.onnx.graph import node_names
 from eyesim.workload.onnx.ops import node_attrs
 from eyesim.workload.onnx.shapes import Constants
 

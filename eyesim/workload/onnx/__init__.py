@@ -32,5 +32,6 @@ Public API: ``load_workload(model, batch=1, input_shapes=None) -> Workload``. Ru
   (its position in ``graph.node``, from 0; ``_`` is appended while the name is taken).
 """
 
-from eyesim.workload.onnx.load import load_workload, node_names
+from eyesim.workload.onnx.graph import node_names
+from eyesim.workload.onnx.load import load_workload
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS

@@ -98,3 +98,19 @@ class Graph:
     def sole_consumer(self, tensor: str) -> tuple[int, int] | None:
         uses = self.consumers.get(tensor, [])
         return uses[0] if len(uses) == 1 and tensor not in self.outputs else None
+
+
+def node_names(nodes: list[onnx.NodeProto]) -> list[str]:
+    """Each node's layer name: its own, or ``{op}_{index}`` when it has none or repeats an earlier one."""
+    taken = {node.name for node in nodes if node.name}
+    seen: set[str] = set()
+    names = []
+    for index, node in enumerate(nodes):
+        name = node.name
+        if not name or name in seen:
+            name = f"{node.op_type}_{index}"
+            while name in taken or name in seen:
+                name += "_"
+        seen.add(name)
+        names.append(name)
+    return names

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import operator
 import os
 from collections.abc import Mapping, Sequence
@@ -19,15 +18,14 @@ from eyesim.workload.onnx.batch import LazyRanks, find_data_inputs, set_shapes
 from eyesim.workload.onnx.checks import check_inferred, check_wiring
 from eyesim.workload.onnx.convert import convert_layers
 from eyesim.workload.onnx.external import check_external, external_tensors
-from eyesim.workload.onnx.graph import Graph, Node
+from eyesim.workload.onnx.graph import Graph, Node, node_names
 from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
-from eyesim.workload.onnx.opsets import MIN_OPSET, ai_onnx_opset, check_model, upgraded
-from eyesim.workload.onnx.proto import read_model, tensor_type
+from eyesim.workload.onnx.opsets import MIN_OPSET, ai_onnx_opset, check_model, upgraded, weights_as_inputs
+from eyesim.workload.onnx.proto import read_model
 from eyesim.workload.onnx.shapes import infer_folding_shapes
 
 _PROTOBUF_LIMIT = 2**31
-_WEIGHT_SIZE = 1024  # initializers with more elements are weights: only their dims are used
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,7 @@ def _read(path: Path) -> OnnxFile:
 
 def _import(work: onnx.ModelProto, name: str, batch: int, shapes: dict[str, tuple[int, ...]]) -> Workload:
     """The workload of ``work`` (a private copy, changed in place)."""
-    params = _weights_as_inputs(work)
+    params = weights_as_inputs(work)
     nodes = [Node.of(node) for node in work.graph.node]  # read once for the checks (set_shapes may change them)
     names = _validate(work, nodes)
     data_inputs = find_data_inputs(work.graph, params, LazyRanks(work), nodes)  # the model is not changed meanwhile
@@ -179,39 +177,6 @@ def _validate(proto: onnx.ModelProto, nodes: list[Node] | None = None) -> list[s
         _check_known(node, node_name)
     check_wiring(proto.graph, names, nodes)
     check_model(proto)
-    return names
-
-
-def _weights_as_inputs(model: onnx.ModelProto) -> set[str]:
-    """Turn large or external initializers (weights: only their dims matter here) into typed graph inputs, so
-    the checker and shape inference skip their bytes; returns the names of all initializers (parameters)."""
-    graph = model.graph
-    params = {tensor.name for tensor in graph.initializer}
-    inputs = {vi.name: vi for vi in graph.input}
-    keep = []
-    for tensor in graph.initializer:
-        if math.prod(tensor.dims) <= _WEIGHT_SIZE and tensor.data_location != onnx.TensorProto.EXTERNAL:
-            keep.append(tensor)
-            continue
-        value_info = inputs.get(tensor.name) or graph.input.add(name=tensor.name)
-        value_info.type.CopyFrom(tensor_type(tensor.data_type, list(tensor.dims)))
-    graph.ClearField("initializer")
-    graph.initializer.extend(keep)
-    return params
-
-
-def node_names(nodes: list[onnx.NodeProto]) -> list[str]:
-    taken = {node.name for node in nodes if node.name}
-    seen: set[str] = set()
-    names = []
-    for index, node in enumerate(nodes):
-        name = node.name
-        if not name or name in seen:
-            name = f"{node.op_type}_{index}"
-            while name in taken or name in seen:
-                name += "_"
-        seen.add(name)
-        names.append(name)
     return names
 
 
