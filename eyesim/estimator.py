@@ -29,7 +29,7 @@ from eyesim.workload.limits import rebatched
 from eyesim.workload.onnx.load import OnnxFile, load_with_file, load_workload
 from eyesim.workload.onnx.opsets import upgraded
 from eyesim.workload.onnx.run import with_weights
-from eyesim.workload.slices import slice_widths, sliced
+from eyesim.workload.slices import slice_shapes, sliced
 from eyesim.workload.torch_export import as_model, example_batch
 
 SMALLEST = Mapping(1, 1, 1, 1, 1, 1, 1)
@@ -161,7 +161,7 @@ def estimate_layer(layer: Layer, target: Target, pinned: Mapping | None = None, 
             elif layer.patches and not effects.first_taps.size:  # e.g. a ViT's 16 x 16 patches on 12 PE rows
                 layer = layer.as_patches()
                 chosen, evaluated = best_mapping(layer, target, cache, cost, mac, psum_skips(layer, effects))
-            elif layer.S > 1:  # a filter row too wide for the scratchpads: run it as slices
+            elif layer.R > 1 or layer.S > 1:  # too wide for the scratchpads or too tall for the array: slices
                 return replace(_best_slices(layer, target, cache, (cost, mac), density, effects, err),
                                outside_native=outside)
             else:
@@ -191,32 +191,38 @@ def _layer_result(layer: Layer, chosen: Mapping, pinned: bool, evaluated: int, t
 
 def _best_slices(layer: Layer, target: Target, cache: SearchCache | None, costs: tuple[np.ndarray, float],
                  density: Density | None, effects: ZeroEffects, err: EyesimError) -> LayerResult:
-    """``layer`` run as slices: of every slice width that fits, the one whose estimate has the least energy.
+    """``layer`` run as slices: of every slice shape (rows x taps) that fits, the one whose estimate has the least
+    energy.
 
-    Each width's sliced layer is searched as any layer is, the most promising first (least lower bound);
-    a width whose lower bound is above the best energy found cannot win and is not searched. A tie keeps
-    the widest slices (the fewest). ``evaluated`` counts the mappings of every width searched.
+    Each shape's sliced layer is searched as any layer is, the most promising first (least lower bound);
+    a shape whose lower bound is above the best energy found cannot win and is not searched. A tie keeps
+    the fewest slices, then the widest. ``evaluated`` counts the mappings of every shape searched.
     """
     if effects.first_taps.size:  # exact psum gating would need each slice's first-tap zeros
         raise EyesimError(f"{err}; it would run as slices, but exact psum gating from samples is not modelled "
                           "for slices: give densities (--density) or set sparsity.gate_psums: false")
-    # the smallest mapping uses the least of every resource: a width whose smallest mapping breaks one fits none
-    candidates = (sliced(layer, width) for width in slice_widths(layer.S))
+    # the smallest mapping uses the least of every resource: a shape whose smallest mapping breaks one fits none
+    candidates = (sliced(layer, width, height) for height, width in slice_shapes(layer.R, layer.S))
     fits = [(run, slices) for run, slices in candidates
             if df.first_violation(layer_vector(run), target.vec, SMALLEST.vector()) == df.OK]
     floors = [_energy_floor(run, target, costs, effects) for run, _ in fits]
     best, evaluated = None, 0
     for floor, (run, slices) in sorted(zip(floors, fits, strict=True), key=lambda pair: pair[0]):
         if best is not None and floor > best.energy.total:
-            break  # neither this width nor any later one can win
+            break  # neither this shape nor any later one can win
         chosen, count = best_mapping(run, target, cache, *costs)
         evaluated += count
         found = replace(_layer_result(run, chosen, False, 0, target, costs, density, effects), slices=slices)
-        if best is None or (found.energy.total, -slices.width) < (best.energy.total, -best.slices.width):
+        if best is None or _slice_rank(found) < _slice_rank(best):
             best = found
     if best is None:
-        raise EyesimError(f"{err}; nor as slices of any width dividing S={layer.S}")
+        raise EyesimError(f"{err}; nor as slices of any rows dividing R={layer.R} and taps dividing S={layer.S}")
     return replace(best, evaluated=evaluated)
+
+
+def _slice_rank(found: LayerResult) -> tuple[float, int, int]:
+    """Least energy first; a tie keeps the fewest slices, then the widest (whole filter rows before cut ones)."""
+    return found.energy.total, found.slices.count, -found.slices.width
 
 
 def operand_target(layer: Layer, target: Target) -> Target:
@@ -231,7 +237,8 @@ def _act_target(hw: Hardware, bits: Bits) -> Target:
 
 
 def _energy_floor(layer: Layer, target: Target, costs: tuple[np.ndarray, float], effects: ZeroEffects) -> float:
-    """A lower bound of ``layer``'s energy under any mapping (DESIGN.md, "Filters wider than a scratchpad").
+    """A lower bound of ``layer``'s energy under any mapping (DESIGN.md, "Filters wider than a scratchpad or
+    taller than the array").
 
     The counts at m = p = M, n = N, e = E, q = r = t = 1 (legal or not) that no mapping goes below: one
     m-chunk, n-chunk and strip (DRAM ifmap: all needed rows once; DRAM, GLB and array weights), one filter

@@ -240,7 +240,8 @@ def _flat(layer: dict) -> dict:
             for rw, value in rws.items():
                 row[f"{level}_{dtype}_{rw}"] = value
     if "slices" in layer:  # columns only where there is something to say (other rows leave them empty)
-        row |= {"slices": layer["slices"]["count"], "slice_width": layer["slices"]["width"]}
+        row |= {"slices": layer["slices"]["count"], "slice_width": layer["slices"]["width"],
+                "slice_height": layer["slices"]["height"]}
     if "outside_native" in layer:
         row["outside_native"] = "; ".join(layer["outside_native"])
     return row

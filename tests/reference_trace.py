@@ -29,7 +29,8 @@ def chunks(start: int, stop: int, size: int) -> list[range]:
 
 def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.ndarray | None = None,
                  w: np.ndarray | None = None, gate_psums: bool = False,
-                 passes: list | None = None, slice_width: int | None = None) -> tuple[np.ndarray, int, int, int]:
+                 passes: list | None = None, slice_width: int | None = None,
+                 slice_height: int | None = None) -> tuple[np.ndarray, int, int, int]:
     """Counts [level, type, rw], MACs, executed MACs and compute cycles of ``shape`` under ``mapping``.
 
     With values (``x``: padded ifmap (N, G*C, H, W); ``w``: (G*M, C, R, S)) the walk zero-gates as the
@@ -37,18 +38,22 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.
     non-zero; with ``gate_psums`` a zero ifmap value also skips the psum RF read and write of its MAC,
     unless that MAC starts the psum in its PE (it has none to skip). A pass lasts as many cycles as its
     busiest PE has MACs (dense: gating saves no time). ``passes``, if given, receives each pass's PassWork.
-    With ``slice_width`` s (a divisor of S) the filter rows run as k = S/s slices, an explicit loop over the
-    ORIGINAL layer: run channel cc is slice j = cc % k of channel c = cc // k, its taps j*s.. j*s+s-1; each
-    slice reads its own window of the ifmap (an element is (cc, h, col): overlapping columns are read again).
+    With ``slice_width`` s (a divisor of S) and ``slice_height`` h (a divisor of R) the filter runs as
+    k = (R/h)(S/s) slices, an explicit loop over the ORIGINAL layer: run channel cc is slice j = cc % k of
+    channel c = cc // k, (a, b) = divmod(j, S/s), its rows a*h.. a*h+h-1 and taps b*s.. b*s+s-1; PE row i of a
+    set holds the slice's row i (filter row a*h + i). Each slice reads its own window of the ifmap (an element
+    is (cc, h, col): overlapping rows and columns are read again).
     """
     N, G, C, M = shape["N"], shape["G"], shape["C"], shape["M"]
     R, S, E, F = shape["R"], shape["S"], shape["E"], shape["F"]
     U, Uw, Dh, Dw = shape["U"], shape["Uw"], shape["Dh"], shape["Dw"]
     m, n, e, p, q, r, t = (mapping[k] for k in "mnepqrt")
     width = S if slice_width is None else slice_width
-    slices = S // width
-    assert slices * width == S, "a slice width divides S"
-    C_run = C * slices  # channels as run: the slices of a filter row accumulate like extra channels
+    height = R if slice_height is None else slice_height
+    across = S // width
+    assert across * width == S and (R // height) * height == R, "a slice divides the filter"
+    slices = (R // height) * across
+    C_run = C * slices  # channels as run: the slices of a filter accumulate like extra channels
     counts = np.zeros((4, 3, 2), dtype=np.int64)
     macs = executed = cycles = 0
     for g in range(G):
@@ -67,18 +72,20 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.
                             pe_macs = Counter()
                             for ti, fs in enumerate(chunks(fs_all.start, fs_all.stop, p)):
                                 for ri, cs in enumerate(chunks(cs_all.start, cs_all.stop, q)):
-                                    for i in range(R):
+                                    for i in range(height):
                                         for j, y in enumerate(ys):
                                             pe = (ti, ri, i, j)
                                             for img in imgs:
                                                 for f in fs:
                                                     for cc in cs:
-                                                        c, j = divmod(cc, slices)
+                                                        c, sl = divmod(cc, slices)
+                                                        down, over = divmod(sl, across)
+                                                        row = down * height + i  # the filter row, as given
                                                         for xo in range(F):
-                                                            for s in range(j * width, (j + 1) * width):
-                                                                h, col = y * U + i * Dh, xo * Uw + s * Dw
+                                                            for s in range(over * width, (over + 1) * width):
+                                                                h, col = y * U + row * Dh, xo * Uw + s * Dw
                                                                 a = 1 if x is None else x[img, g * C + c, h, col]
-                                                                b = 1 if w is None else w[g * M + f, c, i, s]
+                                                                b = 1 if w is None else w[g * M + f, c, row, s]
                                                                 macs += 1
                                                                 pe_macs[pe] += 1
                                                                 executed += a != 0 and b != 0
@@ -86,8 +93,8 @@ def trace_counts(shape: dict, mapping: dict, stage_filters: bool = False, x: np.
                                                                 counts[RF, IFMAP, READ] += 1
                                                                 pe_ifmap.add((pe, img, cc, h, col))
                                                                 pass_ifmap.add((img, cc, h, col))
-                                                                pe_weights.add((pe, f, c, i, s))
-                                                                pass_weights.add((f, c, i, s))
+                                                                pe_weights.add((pe, f, c, row, s))
+                                                                pass_weights.add((f, c, row, s))
                                                                 key = (pe, img, f, y, xo)
                                                                 if gate_psums and a == 0 and key in in_pe:
                                                                     skipped[key] += 1

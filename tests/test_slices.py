@@ -1,5 +1,5 @@
 """Filters wider than a scratchpad run as slices; layers outside the chip's native shapes are reported
-(DESIGN.md, "Filters wider than a scratchpad")."""
+(DESIGN.md, "Filters wider than a scratchpad or taller than the array")."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from eyesim.sweep.output import read_sweep
 from eyesim.sweep.run import run_sweep
 from eyesim.workload import Layer, out_size
 from eyesim.workload.layer import LayerIO
-from eyesim.workload.slices import slice_widths, sliced
+from eyesim.workload.slices import divisors_below, slice_shapes, sliced
 from tests.hostile import run_cli
 from tests.layers import tilings
 from tests.reference_trace import trace_counts
@@ -82,7 +82,7 @@ def test_the_80_tap_audio_conv_runs_on_the_chip_as_slices(tmp_path, C):
     assert f"k1x80/1x10 slices {k}x{s}" in text
     assert f"  conv1: filter width 80 > 32 (run as {k} slices of {s})" in text.splitlines()[-1]
     layer = result.to_dict()["layers"][0]
-    assert layer["slices"] == {"count": k, "width": s, "layer_shape": lr.slices.layer.shape}
+    assert layer["slices"] == {"count": k, "width": s, "height": 1, "layer_shape": lr.slices.layer.shape}
     assert layer["outside_native"] == ["filter width 80 > 32"]
     assert result.to_dict()["hardware"]["native"]["vertical_strides"] == [1, 2, 4]
 
@@ -104,15 +104,15 @@ def test_the_cli_writes_the_slices_and_the_native_report(tmp_path):
 # --- the search chooses the slice width of least energy ------------------------------------------------------------
 
 
-def each_width(layer: Layer, target: Target, **kwargs) -> dict[int, float]:
-    """The energy of every slice width that fits, each estimated as a layer of its own."""
+def each_width(layer: Layer, target: Target, **kwargs) -> dict[tuple[int, int], float]:
+    """The energy of every slice shape (rows, taps) that fits, each estimated as a layer of its own."""
     energies = {}
-    for width in slice_widths(layer.S):
-        run, _ = sliced(layer, width)
+    for height, width in slice_shapes(layer.R, layer.S):
+        run, _ = sliced(layer, width, height)
         if df.first_violation(layer_vector(run), target.vec, SMALLEST.vector()) == df.OK:
             found = estimate_layer(run, target, **kwargs)
             assert found.slices is None  # it fits: estimated as it is
-            energies[width] = found.energy.total
+            energies[height, width] = found.energy.total
     return energies
 
 
@@ -121,7 +121,9 @@ def check_least_energy(layer: Layer, target: Target, **kwargs) -> None:
     energies = each_width(layer, target, **kwargs)
     least = min(energies.values())
     assert result.energy.total == least
-    assert result.slices.width == max(w for w, e in energies.items() if e == least)  # ties: the fewest slices
+    ties = [(layer.R // h * layer.S // w, -w, h) for (h, w), e in energies.items() if e == least]
+    count, width, height = min(ties)  # ties: the fewest slices, then the widest
+    assert (result.slices.count, result.slices.width, result.slices.height) == (count, -width, height)
     assert result.energy.macs == layer.macs
 
 
@@ -172,18 +174,19 @@ def test_a_unified_rf_too_small_for_the_row_is_sliced_too():
 
 @st.composite
 def sliced_cases(draw):
-    """A small layer with S > 1, a slice width dividing S, and a tiling of the sliced layer."""
-    S = draw(st.sampled_from([2, 3, 4, 6]))
-    R, U, Uw, Dh, Dw = draw(st.integers(1, 2)), *(draw(st.integers(1, 3)) for _ in range(2)), \
+    """A small layer, a slice shape (rows dividing R, taps dividing S, not the whole filter), and a tiling of the
+    sliced layer."""
+    S = draw(st.sampled_from([1, 2, 3, 4, 6]))
+    R, U, Uw, Dh, Dw = draw(st.integers(1 + (S == 1), 4)), *(draw(st.integers(1, 3)) for _ in range(2)), \
         *(draw(st.integers(1, 2)) for _ in range(2))
     H = Dh * (R - 1) + 1 + draw(st.integers(0, 4))
     W = Dw * (S - 1) + 1 + draw(st.integers(0, 5))
     layer = Layer("l", "Conv", N=draw(st.integers(1, 2)), G=draw(st.integers(1, 2)), C=draw(st.integers(1, 3)),
                   M=draw(st.integers(1, 5)), H=H, W=W, R=R, S=S, E=out_size(H, R, U, Dh), F=out_size(W, S, Uw, Dw),
                   U=U, Uw=Uw, Dh=Dh, Dw=Dw)
-    width = draw(st.sampled_from(slice_widths(S)))
-    run, _ = sliced(layer, width)
-    return layer, width, run, draw(tilings(run))
+    height, width = draw(st.sampled_from(slice_shapes(R, S)))
+    run, _ = sliced(layer, width, height)
+    return layer, (height, width), run, draw(tilings(run))
 
 
 def staging(stage: bool) -> np.ndarray:
@@ -195,9 +198,10 @@ def staging(stage: bool) -> np.ndarray:
 @settings(max_examples=200, deadline=None)
 @given(case=sliced_cases(), stage=st.booleans())
 def test_sliced_counts_equal_the_walk_over_the_original_layer(case, stage):
-    layer, width, run, tiling = case
+    layer, (height, width), run, tiling = case
     counts, macs = layer_counts(run, staging(stage), Mapping(**tiling).vector())
-    ref, ref_macs, _, _ = trace_counts(layer.shape, tiling, stage_filters=stage, slice_width=width)
+    ref, ref_macs, _, _ = trace_counts(layer.shape, tiling, stage_filters=stage, slice_width=width,
+                                       slice_height=height)
     assert macs == ref_macs == layer.macs == run.macs
     np.testing.assert_array_equal(counts, ref)
 
@@ -205,12 +209,13 @@ def test_sliced_counts_equal_the_walk_over_the_original_layer(case, stage):
 @settings(max_examples=60, deadline=None)
 @given(case=sliced_cases(), data=st.data())
 def test_sliced_passes_and_zeros_equal_the_walk(case, data):
-    layer, width, run, tiling = case
+    layer, (height, width), run, tiling = case
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.integers(0, 3, (layer.N, layer.G * layer.C, layer.H, layer.W)) * rng.integers(0, 2, (1, 1, 1, layer.W))
     w = rng.integers(0, 2, (layer.G * layer.M, layer.C, layer.R, layer.S))
     passes: list[PassWork] = []
-    _, macs, executed, cycles = trace_counts(layer.shape, tiling, x=x, w=w, passes=passes, slice_width=width)
+    _, macs, executed, cycles = trace_counts(layer.shape, tiling, x=x, w=w, passes=passes, slice_width=width,
+                                             slice_height=height)
     # zeros counted on the layer as given are those the slices meet: the same MACs on the same values
     dense, _, counted = conv_zero_counts(x, w, layer, LayerIO("x", "w", "y"))
     assert (dense, counted) == (macs, executed)
@@ -318,10 +323,24 @@ def test_a_sweep_slices_where_the_estimate_does(tmp_path):
 # --- what slicing cannot help, and hostile native sections ---------------------------------------------------------
 
 
-def test_a_filter_taller_than_the_array_is_refused_even_as_slices(tmp_path):
-    model = conv1d(tmp_path / "tall.onnx", C=2, M=4, W=60, S=20, stride=1, H=20, R=13)
-    run_cli(["estimate", str(model), "--hw", str(CHIP_FILE)], watch=tmp_path).refused(
-        "no mapping fits", "nor as slices of any width dividing S=20")
+@pytest.mark.parametrize(("R", "S"), [(13, 20), (31, 31), (16, 3), (64, 64)])
+def test_a_filter_taller_than_the_array_runs_as_row_slices(tmp_path, R, S):
+    # large-kernel CNNs (31 x 31 depthwise), an FCN's 64 x 64 upsampling: more filter rows than the chip's 12
+    model = conv1d(tmp_path / "tall.onnx", C=2, M=4, W=S + 40, S=S, stride=1, H=R + 20, R=R)
+    lr = eyesim.estimate(model, CHIP_FILE).layers[0]
+    assert lr.slices.height <= CHIP.array.rows and R % lr.slices.height == 0 and S % lr.slices.width == 0
+    assert lr.energy.macs == lr.slices.layer.macs == 4 * 2 * 21 * 41 * R * S  # the layer's real MACs
+    check_least_energy(lr.slices.layer, Target.of(CHIP), density=lr.density, effects=lr.effects)
+    assert f"(run as {lr.slices.count} slices of {lr.slices.height}x{lr.slices.width})" in table(
+        eyesim.estimate(model, CHIP_FILE))
+
+
+def test_a_filter_no_slice_fits_is_refused(tmp_path):
+    model = conv1d(tmp_path / "tall.onnx", C=2, M=4, W=4000, S=20, stride=1, H=20, R=13)
+    small = with_overrides(CHIP, {"glb.size_kb": 10})  # 2 kB beside the filters: not one row of 3,981 psums
+    with pytest.raises(EyesimError, match="no mapping fits.*nor as slices of any rows dividing R=13 and taps "
+                                          "dividing S=20"):
+        eyesim.estimate(model, small)
 
 
 def test_exact_psum_gating_from_samples_is_refused_for_a_sliced_layer(tmp_path):
@@ -358,7 +377,7 @@ def test_a_width_with_many_divisors_stays_quick():
     start = time.perf_counter()
     found = estimate_layer(layer, Target.of(ISCA))
     assert time.perf_counter() - start < 30 and found.energy.macs == layer.macs
-    assert found.slices.width in slice_widths(5040)
+    assert found.slices.width in divisors_below(5040)
 
 
 MAXIMA = ("max_filter_height", "max_filter_width", "max_filters", "max_channels", "max_horizontal_stride")

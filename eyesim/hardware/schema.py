@@ -64,7 +64,8 @@ FIELDS: dict[str, _Rule] = {
     "sparsity.gate_psums": _Rule(bool, required=False),
     "sparsity.dram_compression": _Rule(str, required=False, choices=COMPRESSIONS),
     "sparsity.weight_compression": _Rule(str, required=False, choices=COMPRESSIONS),
-    # the layer shapes the chip runs natively (reported, never enforced: DESIGN.md, "Filters wider than a scratchpad")
+    # the layer shapes the chip runs natively (reported, never enforced: DESIGN.md, "Filters wider than a
+    # scratchpad or taller than the array")
     **{f"native.{limit}": _Rule(int, *_PES, required=False) for limit in NATIVE_MAXIMA},
     "native.vertical_strides": _Rule(tuple, *_PES, required=False),
 }

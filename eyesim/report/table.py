@@ -23,7 +23,7 @@ def _shape(lr: LayerResult) -> str:
     if s.transposed is not None:  # the run convolution over the input with s − 1 zeros inserted: "x2" zeros
         sh, sw = s.transposed.strides
         text += f" up{sh}" if sh == sw else f" up{sh}x{sw}"
-    return text + (f" slices {lr.slices.count}x{lr.slices.width}" if lr.slices else "")
+    return text + (f" slices {lr.slices.short}" if lr.slices else "")
 
 
 def native_lines(result: Result) -> list[str]:
