@@ -25,7 +25,7 @@ from eyesim.hardware.spec import Bits, Hardware
 from eyesim.mapping import Mapping, load_mapping_file, violation
 from eyesim.result import LayerResult, Result
 from eyesim.workload.layer import Layer, Workload
-from eyesim.workload.limits import rebatched
+from eyesim.workload.limits import TooLarge, check_layer, rebatched
 from eyesim.workload.onnx.load import OnnxFile, load_with_file, load_workload
 from eyesim.workload.onnx.opsets import upgraded
 from eyesim.workload.onnx.run import with_weights
@@ -202,9 +202,10 @@ def _best_slices(layer: Layer, target: Target, cache: SearchCache | None, costs:
         raise EyesimError(f"{err}; it would run as slices, but exact psum gating from samples is not modelled "
                           "for slices: give densities (--density) or set sparsity.gate_psums: false")
     # the smallest mapping uses the least of every resource: a shape whose smallest mapping breaks one fits none
-    candidates = (sliced(layer, width, height) for height, width in slice_shapes(layer.R, layer.S))
-    fits = [(run, slices) for run, slices in candidates
-            if df.first_violation(layer_vector(run), target.vec, SMALLEST.vector()) == df.OK]
+    candidates = [sliced(layer, width, height) for height, width in slice_shapes(layer.R, layer.S)]
+    too_large = [reason for run, _ in candidates if (reason := _too_large(run))]
+    fits = [(run, slices) for run, slices in candidates if not _too_large(run)
+            and df.first_violation(layer_vector(run), target.vec, SMALLEST.vector()) == df.OK]
     floors = [_energy_floor(run, target, costs, effects) for run, _ in fits]
     best, evaluated = None, 0
     for floor, (run, slices) in sorted(zip(floors, fits, strict=True), key=lambda pair: pair[0]):
@@ -216,8 +217,20 @@ def _best_slices(layer: Layer, target: Target, cache: SearchCache | None, costs:
         if best is None or _slice_rank(found) < _slice_rank(best):
             best = found
     if best is None:
-        raise EyesimError(f"{err}; nor as slices of any rows dividing R={layer.R} and taps dividing S={layer.S}")
+        limits = f" ({len(too_large)} of them above the search's limits: {too_large[0]})" if too_large else ""
+        raise EyesimError(f"{err}; nor as slices of any rows dividing R={layer.R} and taps dividing S={layer.S}"
+                          + limits)
     return replace(best, evaluated=evaluated)
+
+
+def _too_large(run: Layer) -> str:
+    """Why a sliced layer is above the search's limits (cut rows no longer step by the stride: a strip's rows
+    are scanned one by one, E^2 h), or ""."""
+    try:
+        check_layer(run)
+    except TooLarge as err:
+        return str(err).split("): ", 1)[-1]
+    return ""
 
 
 def _slice_rank(found: LayerResult) -> tuple[float, int, int]:

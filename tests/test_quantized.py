@@ -100,3 +100,94 @@ def test_quantized_operator_forms_are_refused_saying_how_to_quantize_in_qdq_form
         line = done.output.strip()
         assert done.exit_code == 2 and "\n" not in line, line
         assert f"unsupported op {op}" in line and "quant_format=QuantFormat.QDQ" in line, line
+
+
+def dequantized_conv(tmp_path: Path, q: np.ndarray, zero: np.ndarray | None, scale_shape: tuple = (), axis=None,
+                     qtype: int = onnx.TensorProto.INT8, opset: int = 13) -> Path:
+    """DequantizeLinear(q, scale, zero point) -> Conv, written by hand (the cases onnxruntime's tools never make)."""
+    if qtype in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+        make = lambda name, values: onnx.helper.make_tensor(name, qtype, values.shape, values.flatten().tolist())  # noqa: E731
+    else:
+        make = lambda name, values: numpy_helper.from_array(  # noqa: E731
+            values.astype(onnx.helper.tensor_dtype_to_np_dtype(qtype)), name)
+    inits = [make("wq", q), numpy_helper.from_array(np.full(scale_shape, 0.5, np.float32), "scale")]
+    if zero is not None:
+        inits.append(make("zero", np.asarray(zero)))
+    inputs = ["wq", "scale"] + (["zero"] if zero is not None else [])
+    nodes = [onnx.helper.make_node("DequantizeLinear", inputs, ["w"], name="dq",
+                                   **({} if axis is None else {"axis": axis})),
+             onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="conv")]
+    graph = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
+                                                                                     [1, 3, 8, 8])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+    model.ir_version = 10 if opset >= 21 else 8
+    path = tmp_path / "dq.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+Q = np.random.default_rng(0).integers(-2, 3, (4, 3, 3, 3))
+
+
+@pytest.mark.parametrize(("zero", "scale_shape", "axis", "qtype", "opset"), [
+    (None, (), None, onnx.TensorProto.INT8, 13),  # no zero point: 0
+    (np.array([1, 0, 0, 2]), (4,), -4, onnx.TensorProto.INT8, 13),  # per axis, counted from the end
+    (np.array([1, 0, 0, 2]), (), 0, onnx.TensorProto.INT8, 13),  # per-axis zero points, one scale
+    (np.int8(0), (), None, onnx.TensorProto.INT4, 21),
+    (np.uint8(2), (), None, onnx.TensorProto.UINT4, 21)])
+def test_dequantized_weights_are_zero_where_they_equal_their_zero_point(tmp_path, zero, scale_shape, axis, qtype,
+                                                                       opset):
+    q = Q % 8 if qtype == onnx.TensorProto.UINT4 else Q
+    found = eyesim.estimate(dequantized_conv(tmp_path, q, zero, scale_shape, axis, qtype, opset), CHIP).layers[0]
+    zero_point = np.zeros(()) if zero is None else np.asarray(zero).reshape((-1, 1, 1, 1) if np.ndim(zero) else ())
+    assert found.density.weights == np.count_nonzero(q != zero_point) / q.size
+    assert found.density.kinds[0] == "measured"
+
+
+def test_a_zero_point_that_does_not_match_its_axis_is_refused_on_one_line(tmp_path):
+    path = dequantized_conv(tmp_path, Q, np.array([1, 0, 0, 2]), (4,), axis=1)  # axis 1 holds 3 channels, not 4
+    done = CliRunner().invoke(main, ["estimate", str(path), "--hw", CHIP])
+    line = done.output.strip()
+    assert done.exit_code == 2 and "\n" not in line, line
+    assert "DequantizeLinear node 'dq': axis 1 of a tensor of dims [4, 3, 3, 3] does not match its 4 scales" in line
+
+
+def test_fake_quantized_float_weights_count_the_zeros_quantization_makes(tmp_path):
+    """float weights -> QuantizeLinear -> DequantizeLinear (a PyTorch fake-quantized export): a weight is zero
+    where it rounds to the zero point, as ONNX rounds (half to even)."""
+    w = np.array([0.0, 0.2, 0.25, 0.3, -0.25, -0.26, 1.0, 0.75] * 27, np.float32)[:108].reshape(4, 3, 3, 3)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.float32(0.5), "scale"),
+             numpy_helper.from_array(np.int8(0), "zero")]
+    nodes = [onnx.helper.make_node("QuantizeLinear", ["w", "scale", "zero"], ["wq"], name="q"),
+             onnx.helper.make_node("DequantizeLinear", ["wq", "scale", "zero"], ["wd"], name="dq"),
+             onnx.helper.make_node("Conv", ["x", "wd"], ["y"], name="conv")]
+    graph = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT,
+                                                                                     [1, 3, 8, 8])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "fake.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)]), str(path))
+    found = eyesim.estimate(path, CHIP).layers[0].density.weights
+    import onnxruntime as ort  # the reference: onnxruntime's own quantize-dequantize of the same weights
+
+    probe = onnx.helper.make_graph(nodes[:2], "p", [], [onnx.helper.make_tensor_value_info("wd", onnx.TensorProto.FLOAT,
+                                                                                             None)], inits)
+    model = onnx.helper.make_model(probe, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    (rounded,) = ort.InferenceSession(model.SerializeToString()).run(None, {})
+    assert found == np.count_nonzero(rounded) / rounded.size < np.count_nonzero(w) / w.size
+
+
+@pytest.mark.parametrize(("op", "hint"), [("QuickGelu", None), ("QuantizeLinear", "UseQDQContribOps"),
+                                          ("MatMulNBits", "quant_format=QuantFormat.QDQ"),
+                                          ("QGemm", "quant_format=QuantFormat.QDQ")])
+def test_onnxruntime_contrib_ops_get_the_hint_that_fits(op, hint):
+    node = onnx.helper.make_node(op, ["x"], ["y"], name="n", domain="com.microsoft")
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13),
+                                                         onnx.helper.make_opsetid("com.microsoft", 1)])
+    with pytest.raises(eyesim.errors.EyesimError) as info:
+        eyesim.estimate(model, CHIP)
+    text = str(info.value)
+    assert f"unsupported op com.microsoft.{op}" in text and "\n" not in text
+    assert (hint in text) if hint else ("quantize" not in text), text

@@ -37,6 +37,7 @@ from eyesim.workload.layer import LayerIO
 from eyesim.workload.slices import divisors_below, slice_shapes, sliced
 from tests.hostile import run_cli
 from tests.layers import tilings
+from tests.mac_count import count_macs
 from tests.reference_trace import trace_counts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +97,8 @@ def test_the_cli_writes_the_slices_and_the_native_report(tmp_path):
     assert "conv1: filter width 80 > 32 (run as" in out.stdout
     row = pd.read_csv(tmp_path / "r.csv").iloc[0]
     data = json.loads((tmp_path / "r.json").read_text())["layers"][0]
-    assert (row["slices"], row["slice_width"]) == (data["slices"]["count"], data["slices"]["width"])
+    assert (row["slices"], row["slice_width"], row["slice_height"]) == (
+        data["slices"]["count"], data["slices"]["width"], data["slices"]["height"]) and row["slice_height"] == 1
     assert row["outside_native"] == "filter width 80 > 32"
     assert row["macs"] == 32 * 4 * ((4000 - 80) // 10 + 1) * 80
 
@@ -155,6 +157,23 @@ def test_the_chosen_slice_width_has_the_least_energy(layer, hw, zeros):
         check_least_energy(layer, target, effects=effects)
     except EyesimError as err:  # no width fits either: then no width may fit when tried one by one
         assert "nor as slices" in str(err) and not each_width(layer, target)
+
+
+@st.composite
+def tall_layers(draw) -> Layer:
+    """Conv layers with more filter rows than the chip's 12 PE rows (and rows of up to 14 taps)."""
+    R, S, U, Dh = draw(st.integers(13, 28)), draw(st.integers(1, 14)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    H, W = Dh * (R - 1) + 1 + draw(st.integers(0, 30)), S + draw(st.integers(1, 40))
+    return Layer("tall", "Conv", N=1, G=draw(st.integers(1, 2)), C=draw(st.integers(1, 8)), M=draw(st.integers(1, 40)),
+                 H=H, W=W, R=R, S=S, E=out_size(H, R, U, Dh), F=out_size(W, S, 1, 1), U=U, Dh=Dh)
+
+
+@settings(max_examples=30, deadline=None)
+@given(layer=tall_layers(), zeros=st.tuples(*(st.floats(0.05, 1.0),) * 3))
+def test_the_chosen_slice_shape_of_a_tall_filter_has_the_least_energy(layer, zeros):
+    gated, dram, psums = zeros
+    effects = ZeroEffects(gated=gated, executed=gated / 2, ifmap_dram=dram, ofmap_dram=dram, psums=psums)
+    check_least_energy(layer, Target.of(CHIP), effects=effects)
 
 
 def test_the_audio_convs_width_is_the_least_energy_one_with_its_zeros(tmp_path):
@@ -333,6 +352,26 @@ def test_a_filter_taller_than_the_array_runs_as_row_slices(tmp_path, R, S):
     check_least_energy(lr.slices.layer, Target.of(CHIP), density=lr.density, effects=lr.effects)
     assert f"(run as {lr.slices.count} slices of {lr.slices.height}x{lr.slices.width})" in table(
         eyesim.estimate(model, CHIP_FILE))
+
+
+@pytest.mark.parametrize("case", ["transposed", "depthwise"])
+def test_tall_transposed_and_depthwise_filters_run_as_row_slices(tmp_path, case):
+    """An FCN-style 16 x 16 upsampling (ConvTranspose, stride 8) and a 15 x 15 depthwise conv: charged with the MACs
+    onnxruntime's shapes give (tests/mac_count.py), run as slices of at most 12 rows."""
+    rng = np.random.default_rng(0)
+    if case == "transposed":
+        weights, x = rng.standard_normal((4, 4, 16, 16)), [1, 4, 6, 6]
+        node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[8, 8], pads=[4, 4, 4, 4])
+    else:
+        weights, x = rng.standard_normal((8, 1, 15, 15)), [1, 8, 30, 30]
+        node = helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=8, pads=[7, 7, 7, 7])
+    graph = helper.make_graph([node], case, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(weights.astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    lr = eyesim.estimate(model, CHIP_FILE).layers[0]
+    assert lr.slices is not None and lr.slices.height <= CHIP.array.rows < lr.slices.layer.R
+    assert lr.energy.macs == count_macs(model).total
 
 
 def test_a_filter_no_slice_fits_is_refused(tmp_path):

@@ -31,24 +31,59 @@ def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             weights[node.output[0]] = _values(node.attribute[0].t)
-        elif node.op_type == "DequantizeLinear" and (offsets := _quantized(node, weights)) is not None:
+        elif node.op_type == "QuantizeLinear" and (quantized := _quantize(node, weights)) is not None:
+            weights[node.output[0]] = quantized  # fake quantization of float weights (Q then DQ)
+        elif node.op_type == "DequantizeLinear" and (offsets := _dequantized(node, weights)) is not None:
             weights[node.output[0]] = offsets
     return weights
 
 
-def _quantized(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray | None:
-    """A quantized model's weights (QDQ form: ``DequantizeLinear(q, scale, zero point)`` of constants), as
-    ``q - zero point``: zero exactly where the weight is (the scale keeps zeros; only zeros matter here).
-    None where the values are not constants or the quantization is blocked (per block, opset 21)."""
-    values = constants.get(node.input[0])
-    zero = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int64)
+def _quantization(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> tuple | None:
+    """(values, scale, zero point) of a QuantizeLinear/DequantizeLinear node, the 1-D scale and zero point shaped
+    to broadcast along its ``axis``; None unless all are constants quantized per tensor or per axis (not per
+    block, opset 21). A zero point or scale that does not match its axis is refused."""
+    values, scale = constants.get(node.input[0]), constants.get(node.input[1]) if len(node.input) > 1 else None
+    zero = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.uint8)
     attrs = {attr.name: attr.i for attr in node.attribute}
-    if values is None or zero is None or attrs.get("block_size", 0) or values.dtype.kind not in "iu":
+    if values is None or scale is None or zero is None or attrs.get("block_size", 0):
         return None
-    if zero.ndim == 1 and values.ndim > 1:  # per axis: one zero point per slice along ``axis``
-        axis = attrs.get("axis", 1) % values.ndim
-        zero = zero.reshape([-1 if dim == axis else 1 for dim in range(values.ndim)])
+    if max(scale.ndim, zero.ndim) == 1 and values.ndim > 1:  # per axis: one (scale, zero point) per slice
+        axis = attrs.get("axis", 1)
+        if not -values.ndim <= axis < values.ndim or {scale.size, zero.size} - {1, values.shape[axis]}:
+            raise EyesimError(f"{node.op_type} node {node.name or node.output[0]!r}: axis {axis} of a tensor of "
+                              f"dims {list(values.shape)} does not match its {scale.size} scales and {zero.size} "
+                              "zero points")
+        shape = [-1 if dim == axis % values.ndim else 1 for dim in range(values.ndim)]
+        scale, zero = scale.reshape(shape if scale.size > 1 else ()), zero.reshape(shape if zero.size > 1 else ())
+    return values, scale, zero
+
+
+def _is_integer(array: np.ndarray) -> bool:
+    return array.dtype.kind in "iu" or array.dtype.name in ("int4", "uint4")  # int4: ml_dtypes' kind is 'V'
+
+
+def _dequantized(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray | None:
+    """A quantized model's weights (QDQ form: ``DequantizeLinear(q, scale, zero point)`` of constants), as
+    ``q - zero point``: zero exactly where the weight is (the scale keeps zeros; only zeros matter here)."""
+    found = _quantization(node, constants)
+    if found is None or not _is_integer(found[0]) or not _is_integer(found[2]):
+        return None
+    values, _, zero = found
     return values.astype(np.int64) - zero.astype(np.int64)
+
+
+def _quantize(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray | None:
+    """``QuantizeLinear`` of constant float weights, as ONNX defines it: round half to even, add the zero point,
+    saturate to its integer type; None for other types (float 8) or a target type set apart from a zero point."""
+    found = _quantization(node, constants)
+    explicit = any(attr.name == "output_dtype" for attr in node.attribute)
+    if found is None or found[0].dtype.kind != "f" or found[2].dtype.kind not in "iu" or (
+            explicit and not (len(node.input) > 2 and node.input[2])):
+        return None
+    values, scale, zero = found
+    info = np.iinfo(zero.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(np.rint(values / scale) + zero, info.min, info.max).astype(zero.dtype)
 
 
 def _values(tensor: onnx.TensorProto) -> np.ndarray:

@@ -49,24 +49,29 @@ def layer_sizes(layer: Layer) -> dict[str, int]:
 def check_workload(workload: Workload) -> None:
     """Refuse (TooLarge) a layer with a dimension or a count the kernels could not hold exactly."""
     for layer in workload.layers:
-        for key in ("M", "H", "W"):
-            if getattr(layer, key) > MAX_DIM:
-                raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}): {key}={getattr(layer, key):,} is above "
-                               f"{MAX_DIM:,} (2^20), the most eyesim's mapping search handles")
-        work = {"E*M": layer.E * layer.M}
-        if layer.Dh > 1 or layer.U > layer.R:  # a strip's rows are not one span: each is marked (E^2 R)
-            work["E*E*R"] = layer.E * layer.E * layer.R
-        for what, size in work.items():
-            if size > MAX_SEARCH:
-                raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}): {what} = {size:,} is above {MAX_SEARCH:,} "
-                               "(2^31), the most eyesim's mapping search scans in seconds")
-        key, value = max(layer.shape.items(), key=lambda item: item[1])
-        if value > MAX_WORDS:
-            raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}): {key}={value:.3g} is above {_LIMIT_TEXT}")
-        for what, size in layer_sizes(layer).items():
-            if size > MAX_WORDS:
-                raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}) would count {size:.3g} {what}, above "
-                               f"{_LIMIT_TEXT}")
+        check_layer(layer)
+
+
+def check_layer(layer: Layer) -> None:
+    """``check_workload`` of one layer; also of a layer as run (sliced, its strips' rows may no longer be one span)."""
+    for key in ("M", "H", "W"):
+        if getattr(layer, key) > MAX_DIM:
+            raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}): {key}={getattr(layer, key):,} is above "
+                           f"{MAX_DIM:,} (2^20), the most eyesim's mapping search handles")
+    work = {"E*M": layer.E * layer.M}
+    if layer.Dh > 1 or layer.U > layer.R:  # a strip's rows are not one span: each is marked (E^2 R)
+        work["E*E*R"] = layer.E * layer.E * layer.R
+    for what, size in work.items():
+        if size > MAX_SEARCH:
+            raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}): {what} = {size:,} is above {MAX_SEARCH:,} "
+                           "(2^31), the most eyesim's mapping search scans in seconds")
+    key, value = max(layer.shape.items(), key=lambda item: item[1])
+    if value > MAX_WORDS:
+        raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}): {key}={value:.3g} is above {_LIMIT_TEXT}")
+    for what, size in layer_sizes(layer).items():
+        if size > MAX_WORDS:
+            raise TooLarge(f"layer {layer.name!r} ({_shape(layer)}) would count {size:.3g} {what}, above "
+                           f"{_LIMIT_TEXT}")
 
 
 def _shape(layer: Layer) -> str:

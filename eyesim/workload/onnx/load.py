@@ -180,17 +180,33 @@ def _validate(proto: onnx.ModelProto, nodes: list[Node] | None = None) -> list[s
     return names
 
 
+# quantized ops in operator form (ai.onnx's, onnxruntime's com.microsoft ones), and QDQ's in com.microsoft form
 _QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+_MS_QOPERATOR_OPS = _QOPERATOR_OPS | {
+    "QGemm", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearConcat",
+    "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearReduceMean", "QLinearWhere", "QAttention",
+    "QEmbedLayerNormalization", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits", "MatMulBnb4",
+    "QOrderedMatMul", "QOrderedAttention", "QOrderedGelu", "QOrderedLayerNormalization", "QOrderedLongformerAttention"}
 _QDQ_HINT = ("a quantized model in operator form: quantize it in QDQ form (onnxruntime.quantization with "
              "quant_format=QuantFormat.QDQ), whose Conv, Gemm and MatMul eyesim charges; --bits sets the widths")
+_MS_QDQ_HINT = ("com.microsoft's QuantizeLinear/DequantizeLinear: quantize with ai.onnx's (onnxruntime.quantization "
+                "without extra_options UseQDQContribOps, its default), which eyesim reads")
+
+
+def _quantized_hint(node: onnx.NodeProto) -> str:
+    """How to get a model eyesim reads, for a quantized op it does not; "" for any other op."""
+    if node.domain == "com.microsoft" and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        return _MS_QDQ_HINT
+    ops = _MS_QOPERATOR_OPS if node.domain == "com.microsoft" else _QOPERATOR_OPS
+    return _QDQ_HINT if node.op_type in ops else ""
 
 
 def _check_known(node: onnx.NodeProto, name: str) -> None:
-    quantized = node.op_type in _QOPERATOR_OPS or node.domain == "com.microsoft" and node.op_type.startswith("Q")
-    hint = f"; {_QDQ_HINT}" if quantized else ""
+    quantized = _quantized_hint(node)
+    hint = f"; {quantized}" if quantized else ""
     if node.domain not in ("", "ai.onnx"):
         raise EyesimError(f"unsupported op {node.domain}.{node.op_type} (node {name!r}): not an ai.onnx op{hint}")
     if node.op_type not in MAC_OPS and node.op_type not in NO_MAC_OPS:
-        raise EyesimError(f"unsupported op {node.op_type} (node {name!r}): " + (_QDQ_HINT if quantized else
+        raise EyesimError(f"unsupported op {node.op_type} (node {name!r}): " + (quantized or
                           "eyesim knows Conv, ConvTranspose, Gemm, MatMul, Einsum and the no-MAC ops listed in "
                           "eyesim/workload/onnx/ops.py"))
