@@ -94,6 +94,7 @@ class Result:
     bits: Bits
     layers: tuple[LayerResult, ...]
     not_modelled: tuple[NotModelled, ...]
+    notes: tuple[str, ...] = ()  # what the user should know to read the numbers (a quantized model's widths, ...)
 
     def total(self) -> dict:
         by_level = {k: sum(lr.energy.by_level[k] for lr in self.layers) for k in ENERGY_LEVELS}
@@ -120,6 +121,7 @@ class Result:
             "layers": [lr.to_dict(self.hardware) for lr in self.layers],
             "not_modelled": [{"name": nm.name, "op": nm.op, "reason": nm.reason} for nm in self.not_modelled],
             "total": self.total(),
+            **({"notes": list(self.notes)} if self.notes else {}),  # only where there is something to say
         }
 
     def to_frame(self) -> pd.DataFrame:

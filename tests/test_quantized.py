@@ -15,6 +15,7 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 import eyesim
 from eyesim.cli import main
+from eyesim.report.table import summary
 from tests.conftest import arrays
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,3 +192,20 @@ def test_onnxruntime_contrib_ops_get_the_hint_that_fits(op, hint):
     text = str(info.value)
     assert f"unsupported op com.microsoft.{op}" in text and "\n" not in text
     assert (hint in text) if hint else ("quantize" not in text), text
+
+
+def test_a_quantized_models_widths_are_noted_when_the_estimate_uses_wider_ones(digits, tmp_path):
+    source, _ = sparse_float_model(digits, tmp_path)
+    quantized = tmp_path / "qdq.onnx"
+    quantize_static(str(source), str(quantized), Calibration(arrays(digits / "data.npz")["x"][:8]),
+                    quant_format=QuantFormat.QDQ)
+    wide = eyesim.estimate(quantized, CHIP)  # the chip's 16-bit widths
+    (note,) = wide.notes
+    assert "quantizes weights to 8 bits and ifmap to 8 bits" in note and "--bits weights=8,ifmap=8" in note
+    assert wide.to_dict()["notes"] == [note] and f"note: {note}" in summary(wide).splitlines()
+    assert eyesim.estimate(quantized, CHIP, bits={"weights": 8, "ifmap": 8}).notes == ()
+    four = eyesim.estimate(dequantized_conv(tmp_path, Q, np.int8(0), qtype=onnx.TensorProto.INT4, opset=21), CHIP)
+    assert four.notes == ("the model quantizes weights to 4 bits (DequantizeLinear), but this estimate moves them "
+                          "at 16 bits: --bits weights=4 (bits= in the API) estimates them at the model's widths",)
+    plain = eyesim.estimate(source, CHIP)
+    assert plain.notes == () and "notes" not in plain.to_dict()

@@ -156,4 +156,5 @@ def summary(result: Result) -> str:
             ops[nm.op] = ops.get(nm.op, 0) + 1
         listed = ", ".join(f"{printable(op)} x{n}" for op, n in sorted(ops.items()))
         lines.append(f"not modelled (no MACs, or folded into a conv): {listed}")
+    lines += [f"note: {printable(note)}" for note in result.notes]
     return "\n".join(lines)
