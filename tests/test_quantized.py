@@ -209,3 +209,15 @@ def test_a_quantized_models_widths_are_noted_when_the_estimate_uses_wider_ones(d
                           "at 16 bits: --bits weights=4 (bits= in the API) estimates them at the model's widths",)
     plain = eyesim.estimate(source, CHIP)
     assert plain.notes == () and "notes" not in plain.to_dict()
+
+
+def test_pruning_a_quantized_model_is_refused_saying_to_prune_the_float_one(digits, tmp_path):
+    source, _ = sparse_float_model(digits, tmp_path)
+    quantized = tmp_path / "qdq.onnx"
+    quantize_static(str(source), str(quantized), Calibration(arrays(digits / "data.npz")["x"][:8]),
+                    quant_format=QuantFormat.QDQ)
+    done = CliRunner().invoke(main, ["prune", str(quantized), "--hw", CHIP, "--data", str(digits / "data.npz"),
+                                     "-o", str(tmp_path / "pruned.onnx")])
+    line = done.output.strip().splitlines()[-1]
+    assert done.exit_code == 2 and "are quantized (they come out of a DequantizeLinear); prune the float model, " \
+        "then quantize it" in line, done.output

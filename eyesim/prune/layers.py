@@ -125,6 +125,7 @@ def prunable_layers(model: onnx.ModelProto) -> list[LinearLayer]:
     """Conv, Gemm and MatMul nodes of ``model``; EyesimError when one has no weight values (a shape-only file)."""
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear" and node.output}
     layers = []
     for node, name in zip(graph.node, node_names(graph.node), strict=True):
         if node.op_type not in ("Conv", "Gemm", "MatMul"):
@@ -133,8 +134,10 @@ def prunable_layers(model: onnx.ModelProto) -> list[LinearLayer]:
         if node.op_type == "MatMul" and node.input[1] not in inits and node.input[0] in inits:
             raise EyesimError(f"MatMul node {name!r} has its weights on the left; eyesim prunes x @ W only")
         if node.input[w_pos] not in inits:
-            raise EyesimError(f"{node.op_type} node {name!r}: its weights {node.input[w_pos]!r} have no values in the "
-                              "model (a shape-only file?); pruning needs the trained weights as initializers")
+            raise EyesimError(f"{node.op_type} node {name!r}: its weights {node.input[w_pos]!r} " + (
+                "are quantized (they come out of a DequantizeLinear); prune the float model, then quantize it"
+                if node.input[w_pos] in dequantized else "have no values in the model (a shape-only file?); pruning "
+                "needs the trained weights as initializers"))
         layers.append(_layer(node, name, inits))
     if not layers:
         raise EyesimError("no layer to prune (Conv, Gemm or MatMul with a weight initializer)")
