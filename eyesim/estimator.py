@@ -205,9 +205,10 @@ def _best_slices(layer: Layer, target: Target, cache: SearchCache | None, costs:
         raise EyesimError(f"{err}; it would run as slices, but exact psum gating from samples is not modelled "
                           "for slices: give densities (--density) or set sparsity.gate_psums: false")
     # the smallest mapping uses the least of every resource: a shape whose smallest mapping breaks one fits none
-    candidates = [sliced(layer, width, height) for height, width in slice_shapes(layer.R, layer.S)]
-    too_large = [reason for run, _ in candidates if (reason := _too_large(run))]
-    fits = [(run, slices) for run, slices in candidates if not _too_large(run)
+    checked = [(run, slices, _too_large(run)) for run, slices in
+               (sliced(layer, width, height) for height, width in slice_shapes(layer.R, layer.S))]
+    too_large = [reason for _, _, reason in checked if reason]
+    fits = [(run, slices) for run, slices, reason in checked if not reason
             and df.first_violation(layer_vector(run), target.vec, SMALLEST.vector()) == df.OK]
     floors = [_energy_floor(run, target, costs, effects) for run, _ in fits]
     best, evaluated = None, 0
