@@ -28,7 +28,7 @@ from eyesim.workload.layer import Layer, Workload
 from eyesim.workload.limits import TooLarge, check_layer, rebatched
 from eyesim.workload.onnx.load import OnnxFile, load_with_file, load_workload
 from eyesim.workload.onnx.opsets import upgraded
-from eyesim.workload.onnx.quantized import quantized_widths, width_note
+from eyesim.workload.onnx.quantized import width_notes
 from eyesim.workload.onnx.run import with_weights
 from eyesim.workload.slices import slice_shapes, sliced
 from eyesim.workload.torch_export import as_model, example_batch
@@ -102,10 +102,9 @@ def estimate(model, hw, batch: int | None = None, mapping=None, progress=None, b
         results.append(_reused(layer, target, pinned.get(layer.name), cache, density, effects, memo))
         if progress is not None:
             progress(f"searched {layer.name}")
-    note = "" if proto is None else width_note(quantized_widths(proto, workload.io), target.bits.weights,
-                                                target.bits.ifmap)
+    notes = () if proto is None else width_notes(proto, workload.io, target.bits.weights, target.bits.ifmap)
     return Result(model=workload.model, hardware=target.hw, batch=workload.batch, bits=target.bits,
-                  layers=tuple(results), not_modelled=workload.not_modelled, notes=(note,) if note else ())
+                  layers=tuple(results), not_modelled=workload.not_modelled, notes=notes)
 
 
 _SHAPE_FIELDS = tuple(f.name for f in fields(Layer) if f.name != "name")  # what a layer is, but for its name

@@ -41,15 +41,16 @@ def quantized_widths(model: onnx.ModelProto, io: Mapping[str, LayerIO]) -> dict[
     return {name: (bits(where.weights), bits(where.ifmap)) for name, where in io.items()}
 
 
-def width_note(widths: Mapping[str, tuple[int | None, int | None]], weights: int, ifmap: int) -> str:
-    """A note when the model's quantized widths are narrower than the widths the estimate moves; else ""."""
+def width_notes(model: onnx.ModelProto, io: Mapping[str, LayerIO], weights: int, ifmap: int) -> tuple[str, ...]:
+    """A note when the model's quantized widths are narrower than the widths the estimate moves; else none."""
+    widths = quantized_widths(model, io)
     found = [max((w[i] for w in widths.values() if w[i] is not None), default=None) for i in (0, 1)]
     narrower = [(kind, bits, used) for kind, bits, used in zip(("weights", "ifmap"), found, (weights, ifmap),
                                                                  strict=True) if bits is not None and bits < used]
     if not narrower:
-        return ""
-    model = " and ".join(f"{kind} to {bits} bits" for kind, bits, _ in narrower)
+        return ()
+    text = " and ".join(f"{kind} to {bits} bits" for kind, bits, _ in narrower)
     used = "/".join(f"{used}" for _, _, used in narrower)
     flag = ",".join(f"{kind}={bits}" for kind, bits, _ in narrower)
-    return (f"the model quantizes {model} (DequantizeLinear), but this estimate moves them at {used} bits: "
-            f"--bits {flag} (bits= in the API) estimates them at the model's widths")
+    return (f"the model quantizes {text} (DequantizeLinear), but this estimate moves them at {used} bits: "
+            f"--bits {flag} (bits= in the API) estimates them at the model's widths",)
