@@ -18,7 +18,8 @@ CHUNK = 16  # sample images per onnxruntime run
 
 
 def model_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Constant tensors of the graph: initializers and Constant node values.
+    """Constant tensors of the graph: initializers and Constant node values; for a quantized model's weights
+    (DequantizeLinear of constants), the mask of their non-zero values.
 
     External data must have been read (``eyesim.workload.onnx.run.load_model`` does, bounded): weights whose
     values are missing are refused, never taken as dense.
@@ -63,13 +64,14 @@ def _is_integer(array: np.ndarray) -> bool:
 
 
 def _dequantized(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray | None:
-    """A quantized model's weights (QDQ form: ``DequantizeLinear(q, scale, zero point)`` of constants), as
-    ``q - zero point``: zero exactly where the weight is (the scale keeps zeros; only zeros matter here)."""
+    """A quantized model's weights (QDQ form: ``DequantizeLinear(q, scale, zero point)`` of constants), as the
+    mask ``q != zero point``: a weight is zero exactly there (the scale keeps zeros), and only zeros matter here
+    (a mask is a byte a weight, where their differences in int64 would be eight)."""
     found = _quantization(node, constants)
     if found is None or not _is_integer(found[0]) or not _is_integer(found[2]):
         return None
-    values, _, zero = found
-    return values.astype(np.int64) - zero.astype(np.int64)
+    values, _, zero = (a if a.dtype.kind in "iu" else a.astype(np.int8) for a in found)  # int4: ml_dtypes' own
+    return values != zero
 
 
 def _quantize(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray | None:
