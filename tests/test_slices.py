@@ -374,6 +374,16 @@ def test_tall_transposed_and_depthwise_filters_run_as_row_slices(tmp_path, case)
     assert lr.energy.macs == count_macs(model).total
 
 
+def test_a_slice_shape_above_the_search_limits_is_skipped_and_the_refusal_says_so():
+    # a long 1-D signal (an ECG) with a 13-tap filter down its rows at stride 2: fine as given, but 13 rows do not
+    # fit 12 PE rows, and a cut row steps by 1, not by the stride: a strip's rows are scanned one by one (E^2 h)
+    layer = Layer("ecg", "Conv", N=1, G=1, C=1, M=8, H=300_000, W=1, R=13, S=1, E=out_size(300_000, 13, 2, 1),
+                  F=1, U=2)
+    with pytest.raises(EyesimError, match=r"nor as slices of any rows dividing R=13 and taps dividing S=1 \(1 of "
+                                          r"them above the search's limits: E\*E\*R = 22,498,200,036 is above"):
+        estimate_layer(layer, Target.of(CHIP))
+
+
 def test_a_filter_no_slice_fits_is_refused(tmp_path):
     model = conv1d(tmp_path / "tall.onnx", C=2, M=4, W=4000, S=20, stride=1, H=20, R=13)
     small = with_overrides(CHIP, {"glb.size_kb": 10})  # 2 kB beside the filters: not one row of 3,981 psums
