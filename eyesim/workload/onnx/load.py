@@ -21,7 +21,7 @@ from eyesim.workload.onnx.external import check_external, external_tensors
 from eyesim.workload.onnx.graph import Graph, Node, node_names
 from eyesim.workload.onnx.links import with_links
 from eyesim.workload.onnx.ops import MAC_OPS, NO_MAC_OPS
-from eyesim.workload.onnx.opsets import MIN_OPSET, ai_onnx_opset, check_model, upgraded, weights_as_inputs
+from eyesim.workload.onnx.opsets import ai_onnx_opset, check_model, upgraded, weights_as_inputs
 from eyesim.workload.onnx.proto import read_model
 from eyesim.workload.onnx.shapes import infer_folding_shapes
 
@@ -166,11 +166,8 @@ def _validate(proto: onnx.ModelProto, nodes: list[Node] | None = None) -> list[s
         raise EyesimError("not an ONNX model (no graph or no IR version)")
     if not proto.graph.node:
         raise EyesimError("empty graph: no nodes")
-    opset = ai_onnx_opset(proto)
-    if opset is None:
+    if ai_onnx_opset(proto) is None:  # an older opset than eyesim reads was upgraded as the file was read
         raise EyesimError("the model imports no ai.onnx opset")
-    if opset < MIN_OPSET:  # ``upgraded`` has run: a defence, should a caller skip it
-        raise EyesimError(f"opset {opset} is older than {MIN_OPSET}, the oldest eyesim reads")
     nodes = proto.graph.node if nodes is None else nodes
     names = node_names(nodes)
     for node, node_name in zip(nodes, names, strict=True):
